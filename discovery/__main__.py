@@ -1,0 +1,5 @@
+"""`python -m discovery` runs the CLI."""
+
+from discovery.cli import main
+
+main()

@@ -1,0 +1,176 @@
+"""Evaluating one candidate: write it out, run the trusted runner in a sandbox, and read back its verdict."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from discovery.sandbox.base import (
+    CANDIDATE_MOUNT,
+    PYTHON,
+    RUNNER_MOUNT,
+    TASK_MOUNT,
+    Limits,
+    Mount,
+    Sandbox,
+    SandboxJob,
+    SandboxResult,
+)
+from discovery.task import Task
+
+RESULT_MARK = "@@discovery-result@@"
+RUNNER_DIR = Path(__file__).resolve().parent.parent / "sandboxes"
+TAIL_CHARS = 4000
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """The verdict on one candidate: status (ok or a failure kind), score and what explains it."""
+
+    status: str
+    score: float | None
+    metrics: dict[str, Any]
+    feedback: str | None
+    failure: str | None
+    output_tail: str
+    wall_s: float
+
+
+def task_limits(task: Task) -> Limits:
+    """Sandbox limits from the task's declared resources."""
+    r = task.spec.resources
+    return Limits(
+        timeout_s=r.timeout_s,
+        cpus=r.cpus,
+        memory_mb=r.memory_mb,
+        pids=r.pids,
+        output_bytes=r.output_kb * 1024,
+        gpus=r.gpus,
+    )
+
+
+def _tail(data: bytes) -> str:
+    return data.decode(errors="replace")[-TAIL_CHARS:]
+
+
+def parse_result(result: SandboxResult) -> Outcome:
+    """Interpret a sandbox run of the runner: limits first, then the runner's own result line."""
+    tail = _tail(result.stderr)
+    if result.error:
+        return Outcome("failed", None, {}, None, f"sandbox error: {result.error}", tail, result.wall_s)
+    reason = result.killed_reason
+    if reason == "timeout":
+        return Outcome(
+            "timeout",
+            None,
+            {},
+            None,
+            f"killed after the {result.wall_s:.1f} s wall-clock limit",
+            tail,
+            result.wall_s,
+        )
+    if reason == "output_limit":
+        return Outcome(
+            "output_limit",
+            None,
+            {},
+            None,
+            "killed for printing more than the output limit",
+            tail,
+            result.wall_s,
+        )
+    if reason == "memory_limit":
+        return Outcome(
+            "memory_limit", None, {}, None, "killed for exceeding the memory limit", tail, result.wall_s
+        )
+    lines = [ln for ln in result.stdout.decode(errors="replace").splitlines() if ln.startswith(RESULT_MARK)]
+    if not lines:
+        why = f"the evaluation ended with exit code {result.exit_code} and no result"
+        return Outcome("failed", None, {}, None, why, tail, result.wall_s)
+    try:
+        payload = json.loads(lines[-1][len(RESULT_MARK) :])
+    except json.JSONDecodeError:
+        return Outcome(
+            "failed", None, {}, None, "the runner's result line was not valid JSON", tail, result.wall_s
+        )
+    if payload.get("status") != "ok":
+        failure = payload.get("error", "unknown error")
+        if payload.get("kind") == "evaluator" and payload.get("traceback"):
+            failure += "\n" + payload["traceback"][-1500:]
+        return Outcome("failed", None, {}, None, failure, tail, result.wall_s)
+    metrics = payload.get("metrics") or {}
+    return Outcome("ok", float(payload["score"]), metrics, payload.get("feedback"), None, tail, result.wall_s)
+
+
+def runner_job(task: Task, candidate_dir: Path, split: str, seed: int, labels: dict[str, str]) -> SandboxJob:
+    """The sandbox job that runs the trusted runner on one candidate file."""
+    argv = (
+        PYTHON,
+        "-I",
+        "-B",
+        f"{RUNNER_MOUNT}/runner.py",
+        "--task",
+        TASK_MOUNT,
+        "--candidate",
+        f"{CANDIDATE_MOUNT}/{task.spec.candidate}",
+        "--split",
+        split,
+        "--seed",
+        str(seed),
+    )
+    mounts = (
+        Mount(task.path, TASK_MOUNT),
+        Mount(RUNNER_DIR, RUNNER_MOUNT),
+        Mount(candidate_dir, CANDIDATE_MOUNT),
+    )
+    return SandboxJob(argv=argv, mounts=mounts, limits=task_limits(task), labels=labels)
+
+
+async def evaluate_once(
+    sandbox: Sandbox, task: Task, code: str, split: str, seed: int, labels: dict[str, str] | None = None
+) -> Outcome:
+    """Evaluate a program once on a split with a seed, in a fresh sandbox."""
+    candidate_dir = Path(tempfile.mkdtemp(prefix="discovery-cand-"))
+    try:
+        # World-readable: the sandbox runs as an unprivileged user.
+        candidate_dir.chmod(0o755)
+        path = candidate_dir / task.spec.candidate
+        path.write_text(code)
+        path.chmod(0o444)
+        result = await sandbox.run(runner_job(task, candidate_dir, split, seed, labels or {}))
+    finally:
+        shutil.rmtree(candidate_dir, ignore_errors=True)
+    return parse_result(result)
+
+
+async def evaluate(
+    sandbox: Sandbox, task: Task, code: str, split: str | None = None, labels: dict[str, str] | None = None
+) -> Outcome:
+    """Evaluate with the task's repeats (seeds seed, seed+1, ...); the score is their mean."""
+    split = split or task.spec.evaluation.train_split
+    first_seed = task.spec.evaluation.seed
+    outcomes = []
+    for repeat in range(task.spec.evaluation.repeats):
+        outcome = await evaluate_once(sandbox, task, code, split, first_seed + repeat, labels)
+        if outcome.status != "ok":
+            return outcome
+        outcomes.append(outcome)
+    if len(outcomes) == 1:
+        return outcomes[0]
+    scores = [o.score for o in outcomes]
+    metrics = dict(outcomes[0].metrics)
+    metrics.update(score=statistics.fmean(scores), score_stdev=statistics.stdev(scores), repeats=len(scores))
+    return Outcome(
+        "ok",
+        statistics.fmean(scores),
+        metrics,
+        outcomes[0].feedback,
+        None,
+        outcomes[-1].output_tail,
+        sum(o.wall_s for o in outcomes),
+    )

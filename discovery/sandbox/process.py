@@ -1,0 +1,300 @@
+"""The process backend: a plain subprocess under rlimits, in its own session, killed as a group.
+
+It limits resources only: no network or file-system isolation. Use it where neither Docker nor
+bubblewrap exists, and only when the user names it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import resource
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+
+from discovery.sandbox.base import PYTHON, Limits, Mount, SandboxJob, SandboxResult
+from discovery.sandbox.cgroup import Cgroup
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 65536
+_EOF_GRACE_S = 0.5  # after the child exits, how long to wait for pipes held by strays
+_NOFILE = 1024
+
+
+def sandbox_env(limits: Limits, home: str) -> dict[str, str]:
+    """The whole environment a candidate sees: nothing from the host, so no keys can leak."""
+    threads = str(max(1, math.ceil(limits.cpus)))
+    return {
+        "PATH": "/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": home,
+        "TMPDIR": home,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "OPENBLAS_NUM_THREADS": threads,
+    }
+
+
+def cpu_seconds(limits: Limits) -> int:
+    """RLIMIT_CPU: a backstop above the wall clock, which the host enforces itself."""
+    return math.ceil(limits.timeout_s * max(1.0, limits.cpus)) + 2
+
+
+def rlimits(limits: Limits, *, address_space: bool, nproc: int | None) -> list[tuple[int, int]]:
+    """The (resource, value) pairs applied to the child before exec."""
+    pairs = [
+        (resource.RLIMIT_CPU, cpu_seconds(limits)),
+        (resource.RLIMIT_FSIZE, limits.file_size_mb * 1024 * 1024),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_NOFILE, _NOFILE),
+    ]
+    if address_space:
+        pairs.append((resource.RLIMIT_AS, limits.memory_mb * 1024 * 1024))
+    if nproc is not None:
+        pairs.append((resource.RLIMIT_NPROC, nproc))
+    return pairs
+
+
+def make_preexec(pairs: Sequence[tuple[int, int]], cgroup: Cgroup | None) -> Callable[[], None]:
+    """A preexec_fn that joins the cgroup and lowers the rlimits in the child, before exec."""
+    procs_files = cgroup.procs_files() if cgroup is not None else []
+
+    def preexec() -> None:
+        # Join first, so everything the child ever forks is counted and can be killed.
+        for path in procs_files:
+            with open(path, "w") as fh:
+                fh.write(str(os.getpid()))
+        for res, value in pairs:
+            _soft, hard = resource.getrlimit(res)
+            if hard != resource.RLIM_INFINITY and hard < value:
+                value = hard  # can only lower: raising a hard limit needs privileges we may lack
+            resource.setrlimit(res, (value, value))
+
+    return preexec
+
+
+def user_task_count(uid: int) -> int:
+    """Tasks (threads included) the uid owns now: RLIMIT_NPROC counts them all, not only ours."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            st = os.stat(entry.path)
+            if st.st_uid == uid:
+                count += max(1, os.stat(entry.path + "/task").st_nlink - 2)
+        except OSError:
+            continue
+    return count
+
+
+def rewrite_argv(argv: Sequence[str], mounts: Sequence[Mount], python: str) -> list[str]:
+    """Map the PYTHON token to the interpreter and mount targets to host paths (no mount namespace)."""
+    out = []
+    for i, arg in enumerate(argv):
+        if i == 0 and arg == PYTHON:
+            out.append(python)
+            continue
+        for m in mounts:
+            if arg == m.target or arg.startswith(m.target.rstrip("/") + "/"):
+                arg = str(m.host) + arg[len(m.target.rstrip("/")) :]
+                break
+        out.append(arg)
+    return out
+
+
+def killpg(pgid: int) -> None:
+    """SIGKILL a whole process group; gone already is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+class _Capture:
+    """Collects stdout and stderr up to a shared byte budget."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self.exceeded = asyncio.Event()
+        self.out = bytearray()
+        self.err = bytearray()
+
+    async def pump(self, stream: asyncio.StreamReader, sink: bytearray) -> None:
+        """Read one stream to EOF, keeping what fits in the budget; flag when it overflows."""
+        while True:
+            chunk = await stream.read(_CHUNK)
+            if not chunk:
+                return
+            room = self.budget - self.used
+            if len(chunk) > room:
+                sink += chunk[: max(room, 0)]
+                self.used = self.budget
+                self.exceeded.set()
+                return
+            sink += chunk
+            self.used += len(chunk)
+
+
+async def run_group(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str],
+    cwd: str,
+    limits: Limits,
+    preexec: Callable[[], None] | None,
+    cgroup: Cgroup | None = None,
+) -> SandboxResult:
+    """Run argv in a new session; kill the whole group at timeout, on output overflow and after exit."""
+    start = time.monotonic()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,  # own session and process group: killpg reaches every child
+            preexec_fn=preexec,
+            close_fds=True,
+        )
+    except (OSError, subprocess_error()) as exc:
+        return SandboxResult(
+            None, b"", b"", time.monotonic() - start, error=f"could not start {argv[0]}: {exc}"
+        )
+
+    def kill_all() -> None:
+        killpg(proc.pid)
+        if cgroup is not None:
+            cgroup.kill_all()
+
+    cap = _Capture(limits.output_bytes)
+    assert proc.stdout is not None and proc.stderr is not None
+    pumps = [
+        asyncio.ensure_future(cap.pump(proc.stdout, cap.out)),
+        asyncio.ensure_future(cap.pump(proc.stderr, cap.err)),
+    ]
+    # Not proc.wait(): in asyncio that also waits for the pipes, which escaped children can hold.
+    waiter = asyncio.ensure_future(exited(proc))
+    overflow = asyncio.ensure_future(cap.exceeded.wait())
+    timed_out = False
+    try:
+        done, _ = await asyncio.wait(
+            {waiter, overflow}, timeout=limits.timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not done:
+            timed_out = True
+        kill_all()  # timeout, overflow, or stray children left after a normal exit
+        await waiter
+        # Children that escaped the group may still hold the pipes: do not wait on them long.
+        await asyncio.wait(pumps, timeout=_EOF_GRACE_S)
+    except BaseException:
+        kill_all()  # cancelled (or anything else): never leave the tree running
+        raise
+    finally:
+        for task in (*pumps, overflow, waiter):
+            task.cancel()
+        # Close our pipe ends even if an escaped child still holds the others.
+        with contextlib.suppress(Exception):
+            proc._transport.close()  # type: ignore[attr-defined]
+    wall = time.monotonic() - start
+    code = proc.returncode
+    memory = False
+    if cgroup is not None:
+        memory = cgroup.memory_exceeded()
+    if not memory and not timed_out:
+        memory = b"MemoryError" in bytes(cap.err[-4000:]) or b'"MemoryError' in bytes(cap.out)
+    if code is not None and code == -signal.SIGXCPU:
+        timed_out = True  # RLIMIT_CPU fired: the CPU-time form of the time limit
+    return SandboxResult(
+        exit_code=code,
+        stdout=bytes(cap.out),
+        stderr=bytes(cap.err),
+        wall_s=wall,
+        timed_out=timed_out,
+        output_exceeded=cap.exceeded.is_set() and not timed_out,
+        memory_exceeded=memory and not timed_out,
+    )
+
+
+async def exited(proc: asyncio.subprocess.Process) -> int:
+    """Wait for the child itself to exit (a pidfd where the kernel has them), not for its pipes."""
+    loop = asyncio.get_running_loop()
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is not None:
+        ready = loop.create_future()
+        loop.add_reader(pidfd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+    # The event loop's child watcher reaps it and records the status a moment later.
+    delay = 0.0005
+    while proc.returncode is None:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.02)
+    return proc.returncode
+
+
+def subprocess_error() -> type[Exception]:
+    """subprocess.SubprocessError (raised when preexec_fn fails), imported lazily."""
+    import subprocess
+
+    return subprocess.SubprocessError
+
+
+class ProcessSandbox:
+    """Runs jobs as host subprocesses with rlimits and a scrubbed environment; no isolation.
+
+    use_cgroup=True also puts each job in its own cgroup (memory, pids), which follows children
+    that leave the process group with setsid(); it costs 10-20 ms per job (cgroup v1 attach), so
+    it is off by default for this backend, whose point is being cheap.
+    """
+
+    name = "process"
+    isolates_network = False
+
+    def __init__(self, python: str | None = None, *, use_cgroup: bool = False) -> None:
+        self.python = python or sys.executable
+        self.use_cgroup = use_cgroup
+
+    async def run(self, job: SandboxJob) -> SandboxResult:
+        """Run one job in a private temporary working directory, removed afterwards."""
+        limits = job.limits
+        home = tempfile.mkdtemp(prefix="discovery-sbx-")
+        cgroup = Cgroup.create(limits, job.labels) if self.use_cgroup else None
+        try:
+            uid = os.geteuid()
+            # Root ignores RLIMIT_NPROC; for others it counts every task of the uid, so add ours.
+            nproc = limits.pids if uid == 0 else user_task_count(uid) + limits.pids
+            # With a cgroup the memory limit is real RSS; RLIMIT_AS would break torch's reservations.
+            pairs = rlimits(limits, address_space=cgroup is None or not cgroup.has_memory, nproc=nproc)
+            argv = rewrite_argv(job.argv, job.mounts, self.python)
+            return await run_group(
+                argv,
+                env=sandbox_env(limits, home),
+                cwd=home,
+                limits=limits,
+                preexec=make_preexec(pairs, cgroup),
+                cgroup=cgroup,
+            )
+        finally:
+            if cgroup is not None:
+                cgroup.remove()
+            shutil.rmtree(home, ignore_errors=True)
+
+    def close(self) -> None:
+        """Nothing persists between jobs."""

@@ -1,0 +1,177 @@
+"""A task folder (task.toml, seed program, evaluator): loading and validation with clear errors."""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from discovery.errors import UserError
+
+BLOCK_START = "EVOLVE-BLOCK-START"
+BLOCK_END = "EVOLVE-BLOCK-END"
+
+
+class Objective(BaseModel):
+    """What is optimised: the evaluator's `score`, maximised or minimised."""
+
+    model_config = ConfigDict(extra="forbid")
+    direction: Literal["maximize", "minimize"] = "maximize"
+    # Replay accepts a re-run whose score is within this of the archived one.
+    tolerance: float = Field(default=1e-9, ge=0)
+
+
+class Resources(BaseModel):
+    """What one evaluation may use."""
+
+    model_config = ConfigDict(extra="forbid")
+    cpus: float = Field(default=1.0, gt=0, le=256)
+    memory_mb: int = Field(default=1024, ge=64)
+    gpus: int = Field(default=0, ge=0)
+    timeout_s: float = Field(default=60.0, gt=0)
+    pids: int = Field(default=64, ge=8)
+    output_kb: int = Field(default=1024, ge=16)
+
+
+class Evaluation(BaseModel):
+    """How candidates are evaluated: splits, seeds and repeats."""
+
+    model_config = ConfigDict(extra="forbid")
+    train_split: str = "train"
+    # Never shown to the LLM; used for promotion and replay checks.
+    heldout_split: str | None = None
+    seed: int = 0
+    repeats: int = Field(default=1, ge=1, le=100)
+
+
+class TaskSpec(BaseModel):
+    """The contents of task.toml."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    brief: str = Field(min_length=1)
+    candidate: str = "program.py"
+    image: str = "discovery-sandbox:py"
+    objective: Objective = Objective()
+    resources: Resources = Resources()
+    evaluation: Evaluation = Evaluation()
+
+    @field_validator("candidate")
+    @classmethod
+    def _plain_file_name(cls, value: str) -> str:
+        if "/" in value or value.startswith("."):
+            raise ValueError("must be a plain file name inside the task folder, like 'program.py'")
+        return value
+
+    @model_validator(mode="after")
+    def _splits_differ(self) -> TaskSpec:
+        if self.evaluation.heldout_split == self.evaluation.train_split:
+            raise ValueError("evaluation.heldout_split must differ from evaluation.train_split")
+        return self
+
+
+class Task(BaseModel):
+    """A loaded, validated task."""
+
+    model_config = ConfigDict(frozen=True)
+    path: Path
+    spec: TaskSpec
+    seed_code: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def maximize(self) -> bool:
+        return self.spec.objective.direction == "maximize"
+
+    def fitness(self, score: float) -> float:
+        """Higher is better, whatever the direction."""
+        return score if self.maximize else -score
+
+
+def find_problems(path: Path) -> list[str]:
+    """Every problem with a task folder, each a sentence that names the fix; empty when valid."""
+    path = Path(path)
+    if not path.is_dir():
+        return [
+            f"{path}: no such task folder (a task is a folder holding task.toml, program.py and evaluate.py)"
+        ]
+    problems: list[str] = []
+    spec = None
+    toml_path = path / "task.toml"
+    if not toml_path.is_file():
+        problems.append(
+            f"{toml_path}: missing; create it with at least `name` and `brief` (see README, 'Writing a task')"
+        )
+    else:
+        try:
+            spec = TaskSpec.model_validate(tomllib.loads(toml_path.read_text()))
+        except tomllib.TOMLDecodeError as exc:
+            problems.append(f"{toml_path}: not valid TOML: {exc}")
+        except ValidationError as exc:
+            for err in exc.errors():
+                where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+                problems.append(f"{toml_path}: {where}: {err['msg']}")
+    candidate_name = spec.candidate if spec else "program.py"
+    problems += _program_problems(path / candidate_name)
+    problems += _evaluator_problems(path / "evaluate.py")
+    return problems
+
+
+def _program_problems(program: Path) -> list[str]:
+    """Problems with the seed program: missing, not Python, or without one well-formed EVOLVE block."""
+    if not program.is_file():
+        return [f"{program}: missing; this is the seed candidate the search starts from"]
+    code = program.read_text()
+    problems = []
+    try:
+        ast.parse(code)
+    except SyntaxError as exc:
+        problems.append(f"{program}:{exc.lineno}: the seed program is not valid Python: {exc.msg}")
+    starts, ends = code.count(BLOCK_START), code.count(BLOCK_END)
+    if starts != 1 or ends != 1:
+        problems.append(
+            f"{program}: needs exactly one '# {BLOCK_START}' and one '# {BLOCK_END}' comment line "
+            f"around the code the LLM may change (found {starts} start, {ends} end)"
+        )
+    elif code.index(BLOCK_START) > code.index(BLOCK_END):
+        problems.append(f"{program}: '{BLOCK_END}' comes before '{BLOCK_START}'")
+    return problems
+
+
+def _evaluator_problems(evaluator: Path) -> list[str]:
+    """Problems with evaluate.py: missing, not Python, or no evaluate(candidate_path, split, seed)."""
+    if not evaluator.is_file():
+        return [
+            f"{evaluator}: missing; define evaluate(candidate_path, split, seed) -> dict with a numeric 'score'"
+        ]
+    try:
+        tree = ast.parse(evaluator.read_text())
+    except SyntaxError as exc:
+        return [f"{evaluator}:{exc.lineno}: not valid Python: {exc.msg}"]
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    if "evaluate" not in functions:
+        return [f"{evaluator}: defines no top-level function evaluate(candidate_path, split, seed)"]
+    args = functions["evaluate"].args
+    names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+    missing = [n for n in ("split", "seed") if n not in names and args.kwarg is None]
+    if not names or missing:
+        return [
+            f"{evaluator}: evaluate() must accept (candidate_path, split, seed); missing {missing or ['candidate_path']}"
+        ]
+    return []
+
+
+def load_task(path: Path | str) -> Task:
+    """Load a task folder, or raise UserError listing every problem."""
+    path = Path(path)
+    problems = find_problems(path)
+    if problems:
+        raise UserError("invalid task:\n  " + "\n  ".join(problems))
+    spec = TaskSpec.model_validate(tomllib.loads((path / "task.toml").read_text()))
+    return Task(path=path.resolve(), spec=spec, seed_code=(path / spec.candidate).read_text())
