@@ -15,8 +15,8 @@ from rich.console import Console
 from discovery import inspect, runs
 from discovery.errors import UserError
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _validation_message(exc: ValidationError) -> str:

@@ -76,6 +76,35 @@ def _litellm():
     return litellm
 
 
+def ready_specs(models: list[ModelSpec]) -> list[ModelSpec]:
+    """Check each model's provider and keys before the run starts; UserError names what is missing."""
+    from discovery.errors import UserError
+
+    litellm = _litellm()
+    ready = []
+    for model in models:
+        try:
+            _, provider, _, _ = litellm.get_llm_provider(model.name, api_base=model.api_base)
+        except Exception:  # noqa: BLE001 - litellm raises BadRequestError for unknown names
+            raise UserError(
+                f"unknown model {model.name!r}: write it as provider/model, e.g. openai/gpt-4o-mini, "
+                "anthropic/claude-3-5-haiku-latest, ollama/qwen2.5-coder, or openai/<name> with --api-base"
+            ) from None
+        check = litellm.validate_environment(model=model.name, api_base=model.api_base)
+        # A *_API_BASE has a default (e.g. Ollama on localhost); only keys are required.
+        missing = [k for k in check.get("missing_keys", []) if not k.endswith("_API_BASE")]
+        if missing and model.api_base and provider == "openai" and model.api_key is None:
+            # Self-hosted OpenAI-compatible servers (vLLM, llama.cpp, LM Studio) rarely check the key.
+            model = dataclasses.replace(model, api_key="no-key")
+        elif missing and model.api_key is None:
+            raise UserError(
+                f"model {model.name} needs {', '.join(missing)} in the environment; export it before "
+                "`discovery run` (keys are read by the host only and never enter a sandbox)"
+            )
+        ready.append(model)
+    return ready
+
+
 def _is_transient(exc: BaseException) -> bool:
     """Rate limits, timeouts, connection failures and 5xx are worth retrying; the rest are not."""
     litellm = _litellm()

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
+from rich.text import Text
 
 from discovery.archive import ARCHIVE_FILE, Archive
 from discovery.config import ModelConfig, RunConfig
 from discovery.errors import UserError
-from discovery.llm import LLMClient, ModelSpec
+from discovery.llm import LLMClient, ModelSpec, ready_specs
 from discovery.loop import Search, Stats
 from discovery.sandbox.base import Sandbox
 from discovery.task import Task, load_task
@@ -60,7 +60,7 @@ def new_run_dir(task: Task, name: str | None) -> Path:
 def model_endpoints(models: list[ModelConfig], console: Console) -> Iterator[list[ModelSpec]]:
     """Model specs ready to call; starts the embedded model's server when the run uses `local`."""
     if not any(m.name == LOCAL_MODEL for m in models):
-        yield [m.spec() for m in models]
+        yield ready_specs([m.spec() for m in models])
         return
     from discovery.local_model import LocalModelServer
 
@@ -86,19 +86,16 @@ def open_sandbox(config: RunConfig, task: Task, run_id: str, console: Console) -
     return sandbox
 
 
-def _progress_table(stats: Stats, started: float) -> Table:
-    table = Table.grid(padding=(0, 2))
+def _progress_line(stats: Stats, started: float) -> Text:
+    """The live status line: calls, evaluations, failures, best score, cost, elapsed time."""
     best = f"{stats.best:.6g}" if stats.best is not None else "-"
-    table.add_row(
-        f"calls [bold]{stats.calls}/{stats.budget}[/bold]",
-        f"evaluated [bold]{stats.evaluated}[/bold] (ok {stats.ok}, failed {stats.failed})",
-        f"rejected {stats.rejected}",
-        f"pending {stats.pending}",
-        f"best [bold green]{best}[/bold green]",
-        f"cost ${stats.cost_usd:.4f}",
-        f"{time.monotonic() - started:.0f} s",
-    )
-    return table
+    line = Text(no_wrap=True, overflow="ellipsis")
+    line.append(f"calls {stats.calls}/{stats.budget}", style="bold")
+    line.append(f" | evaluated {stats.evaluated} (ok {stats.ok}, failed {stats.failed})")
+    line.append(f" | rejected {stats.rejected} | pending {stats.pending} | best ")
+    line.append(best, style="bold green")
+    line.append(f" | ${stats.cost_usd:.4f} | {time.monotonic() - started:.0f} s")
+    return line
 
 
 @dataclasses.dataclass
@@ -120,12 +117,12 @@ def execute(
         started = time.monotonic()
         try:
             with Live(
-                _progress_table(Stats(budget=config.budget), started),
+                _progress_line(Stats(budget=config.budget), started),
                 console=console,
                 transient=False,
                 refresh_per_second=4,
             ) as live:
-                update: Callable[[Stats], None] = lambda s: live.update(_progress_table(s, started))  # noqa: E731
+                update: Callable[[Stats], None] = lambda s: live.update(_progress_line(s, started))  # noqa: E731
                 search = Search(
                     archive, task, config, client, sandbox, run_id, on_change=update, max_time=max_time
                 )
@@ -191,6 +188,12 @@ def print_summary(run_dir: Path, stop_reason: str, console: Console) -> None:
         counts = archive.status_counts()
         cost = archive.total_cost()
         calls = archive.calls_made()
+        call_counts = dict(
+            archive.db.execute("SELECT status, COUNT(*) FROM llm_calls GROUP BY status").fetchall()
+        )
+        last_error = archive.db.execute(
+            "SELECT error FROM llm_calls WHERE status = 'error' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
         unknown_cost = archive.db.execute("SELECT COUNT(*) FROM llm_calls WHERE cost_usd IS NULL").fetchone()[
             0
         ]
@@ -205,7 +208,14 @@ def print_summary(run_dir: Path, stop_reason: str, console: Console) -> None:
         console.print(f"  best score   [bold green]{best.score:.6g}[/bold green] (candidate {best.id})")
     console.print("  candidates   " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items())))
     cost_note = f" ({unknown_cost} call(s) with no known price)" if unknown_cost else ""
-    console.print(f"  LLM calls    {calls}, spent ${cost:.4f}{cost_note}")
+    failed_calls = ", ".join(f"{n} {s}" for s, n in sorted(call_counts.items()) if s != "ok")
+    console.print(
+        f"  LLM calls    {calls}"
+        + (f" ({failed_calls})" if failed_calls else "")
+        + f", spent ${cost:.4f}{cost_note}"
+    )
+    if last_error:
+        console.print(f"  last LLM error: {last_error[0][:300]}", highlight=False)
     console.print(f"  archive      {run_dir / ARCHIVE_FILE}")
     if "process" in sandboxes:
         console.print(

@@ -171,6 +171,8 @@ def load_task(path: Path | str) -> Task:
     """Load a task folder, or raise UserError listing every problem."""
     path = Path(path)
     problems = find_problems(path)
+    if len(problems) == 1:
+        raise UserError(f"invalid task: {problems[0]}")
     if problems:
         raise UserError("invalid task:\n  " + "\n  ".join(problems))
     spec = TaskSpec.model_validate(tomllib.loads((path / "task.toml").read_text()))

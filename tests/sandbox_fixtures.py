@@ -94,3 +94,34 @@ def parse_result(result: SandboxResult) -> dict | None:
         if line.startswith(RESULT_MARK + " "):
             return json.loads(line[len(RESULT_MARK) + 1 :])
     return None
+
+
+def docker_or_skip():
+    """A Docker SDK client that answers, or a pytest skip saying why there is none."""
+    import pytest
+
+    from discovery.sandbox.base import SandboxUnavailable
+    from discovery.sandbox.docker import connect
+
+    try:
+        return connect()
+    except SandboxUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+def skeleton_image():
+    """Generator for a fixture: build a uniquely named skeleton image offline, yield its name, remove it."""
+    import uuid
+
+    from discovery.sandbox.images import build_skeleton
+
+    client = docker_or_skip()
+    name = "discovery-test-skeleton:" + uuid.uuid4().hex[:10]
+    build_skeleton(name, client)
+    try:
+        yield name
+    finally:
+        try:
+            client.images.remove(name, force=True)
+        except Exception:  # noqa: BLE001 - best effort: a leftover test image is harmless
+            pass

@@ -1,8 +1,11 @@
 """Toy candidate: solve() returns a number."""
 
+
 # EVOLVE-BLOCK-START
 def solve():
     return 0.0
+
+
 # EVOLVE-BLOCK-END
 
 

@@ -1,0 +1,296 @@
+"""Same-process defences for timing tasks: an audit hook, an integrity snapshot, and thread/GC checks.
+
+The candidate runs in the evaluator's process (see worker.py: on its own thread). The Guard
+ - snapshots the identity of every timer, torch function and harness function before the candidate
+   is imported, and reports any that was replaced ("timer patched: time.perf_counter");
+ - installs a PEP 578 audit hook that, while armed, refuses the ways across from candidate code to
+   the harness's state: gc object walks, other threads' frames, sys._getframe reaching a trusted
+   frame, tracing, rewriting a trusted function's code, writing the task folder, and (off the main
+   thread) reading the task's private data;
+ - records every refusal, so a candidate that swallows the PermissionError is still failed.
+In-process defences raise the bar; they are not a proof (ctypes can poke memory). The host-side
+wall-time check and read-only mounts are the backstop.
+"""
+
+from __future__ import annotations
+
+import _thread
+import builtins
+import gc
+import math
+import os
+import sys
+import threading
+import time
+import types
+
+from discovery_harness.errors import CandidateError
+
+# Captured when the harness is imported, before any candidate code can run.
+_get_ident = _thread.get_ident
+_active_count = threading.active_count
+_abspath = os.path.abspath
+_listdir = os.listdir
+_isenabled = gc.isenabled
+_getattr = builtins.getattr
+_id = builtins.id
+_MISSING = object()
+
+_ALWAYS_BLOCKED = {
+    "gc.get_objects": "gc.get_objects() walks every object, including the harness's expected outputs",
+    "gc.get_referrers": "gc.get_referrers() reaches the harness's objects",
+    "gc.get_referents": "gc.get_referents() reaches the harness's objects",
+    "sys._current_frames": "sys._current_frames() reaches the harness thread's frames",
+    "sys.settrace": "sys.settrace() observes the harness's frames",
+    "sys.setprofile": "sys.setprofile() observes the harness's frames",
+}
+_PATH_EVENTS = {
+    "os.remove",
+    "os.rename",
+    "os.truncate",
+    "os.chmod",
+    "os.chown",
+    "os.rmdir",
+    "os.mkdir",
+    "os.symlink",
+    "os.link",
+    "os.utime",
+    "shutil.rmtree",
+    "shutil.move",
+    "shutil.copyfile",
+}
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_WATCHED_EVENTS = set(_ALWAYS_BLOCKED) | _PATH_EVENTS | {"open", "sys._getframe", "object.__setattr__"}
+_CODE_ATTRS = ("__code__", "__defaults__", "__kwdefaults__")
+# torch rebinds these itself on a lazy import (torch._dynamo wraps manual_seed on an optimiser's
+# first step); importing torch._dynamo up front to freeze them would cost a second per evaluation.
+_LAZY_REBOUND = frozenset({"torch.manual_seed"})
+
+
+def _is_timer(label: str) -> bool:
+    """Whether a patched attribute is a clock or a CUDA timing primitive."""
+    return label.startswith("time.") or "Event" in label or "synchronize" in label
+
+
+def _module_entries(module: types.ModuleType, prefix: str, public_only: bool) -> list[tuple]:
+    """(owner, name, value, label) for each callable or class a module holds."""
+    entries = []
+    for name, value in list(vars(module).items()):
+        if name.startswith("__") or (public_only and name.startswith("_")):
+            continue
+        if callable(value) or isinstance(value, types.ModuleType):
+            entries.append((module, name, value, f"{prefix}.{name}"))
+    return entries
+
+
+def _class_entries(cls: type, label: str) -> list[tuple]:
+    """(owner, name, value, label) for every attribute a class defines itself."""
+    return [(cls, name, value, f"{label}.{name}") for name, value in list(vars(cls).items())]
+
+
+def _torch_entries() -> list[tuple]:
+    """The torch surface the harness relies on for timing and comparison."""
+    import torch
+    import torch.nn.functional as functional
+
+    entries = _module_entries(torch, "torch", public_only=True)
+    entries += _class_entries(torch.Tensor, "torch.Tensor")
+    entries += _class_entries(torch._C.TensorBase, "torch.Tensor")
+    entries += _module_entries(functional, "torch.nn.functional", public_only=True)
+    entries += _module_entries(torch.autograd, "torch.autograd", public_only=True)
+    for name in (
+        "synchronize",
+        "Event",
+        "Stream",
+        "current_stream",
+        "default_stream",
+        "is_available",
+        "set_stream",
+        "stream",
+        "empty_cache",
+    ):
+        if hasattr(torch.cuda, name):
+            entries.append((torch.cuda, name, getattr(torch.cuda, name), f"torch.cuda.{name}"))
+    entries += _class_entries(torch.cuda.Event, "torch.cuda.Event")
+    return entries
+
+
+def _trusted_entries(modules: list[types.ModuleType]) -> tuple[list[tuple], list[types.FunctionType]]:
+    """Every attribute of the trusted modules, and every function whose code must stay the same."""
+    entries: list[tuple] = []
+    functions: list[types.FunctionType] = []
+    for module in modules:
+        label = getattr(module, "__name__", "task_evaluate")
+        for name, value in list(vars(module).items()):
+            if name.startswith("__"):
+                continue
+            entries.append((module, name, value, f"{label}.{name}"))
+            if isinstance(value, types.FunctionType):
+                functions.append(value)
+            elif isinstance(value, type) and getattr(value, "__module__", None) == module.__name__:
+                for attr, member in list(vars(value).items()):
+                    entries.append((value, attr, member, f"{label}.{name}.{attr}"))
+                    if isinstance(member, (staticmethod, classmethod)):
+                        member = member.__func__
+                    if isinstance(member, types.FunctionType):
+                        functions.append(member)
+    return entries, functions
+
+
+def native_thread_count() -> int:
+    """Threads of this process, native ones included (Linux); -1 where /proc is missing."""
+    try:
+        return len(_listdir("/proc/self/task"))
+    except OSError:
+        return -1
+
+
+class Guard:
+    """Arms the audit hook and holds the integrity snapshot for one evaluation."""
+
+    def __init__(
+        self,
+        trusted_modules: list[types.ModuleType],
+        task_dir: str,
+        private_dirs: tuple[str, ...] = (),
+        extra_trusted: tuple[str, ...] = (),
+    ) -> None:
+        import torch
+
+        self._modules = list(trusted_modules)
+        self._task_dir = _abspath(task_dir)
+        self._private = tuple(_abspath(p) for p in private_dirs)
+        self._trusted_files = {f for path in extra_trusted for f in (path, _abspath(path))}
+        for module in self._modules:
+            path = getattr(module, "__file__", None)
+            if path:
+                self._trusted_files.update({path, _abspath(path)})
+        main = sys.modules.get("__main__")
+        if main is not None and getattr(main, "__file__", None):
+            self._trusted_files.update({main.__file__, _abspath(main.__file__)})
+        entries = [(m, n, v, f"{m.__name__}.{n}") for m in (time,) for n, v in vars(m).items() if callable(v)]
+        entries += _module_entries(threading, "threading", public_only=True)
+        entries += _module_entries(gc, "gc", public_only=True)
+        entries += _module_entries(math, "math", public_only=True)
+        entries += [(builtins, n, v, f"builtins.{n}") for n, v in vars(builtins).items() if callable(v)]
+        entries += [entry for entry in _torch_entries() if entry[3] not in _LAZY_REBOUND]
+        trusted, functions = _trusted_entries(self._modules)
+        self._entries = entries + trusted
+        self._code = [
+            (f, _getattr(f, a), f"{f.__module__}.{f.__qualname__}.{a}")
+            for f in functions
+            for a in _CODE_ATTRS
+        ]
+        self._sys_modules = [
+            (name, module)
+            for name, module in sys.modules.items()
+            if module in self._modules or name in ("time", "torch", "threading", "gc")
+        ]
+        self._protected_functions = {_id(f) for f in functions}
+        self._violations: list[str] = []
+        self._state = {"armed": False, "main": _get_ident()}
+        self._threads = _active_count()
+        self._gc_was_enabled = _isenabled()
+        sys.addaudithook(self._make_hook())
+        self._torch = torch
+
+    @property
+    def trusted_files(self) -> frozenset[str]:
+        """Files whose frames the candidate may not reach."""
+        return frozenset(self._trusted_files)
+
+    def _make_hook(self):
+        """The audit hook; it reads only its closure so patching module globals cannot disarm it."""
+        state, violations, trusted = self._state, self._violations, self._trusted_files
+        task_dir, private, protected = self._task_dir, self._private, self._protected_functions
+        watched, always = _WATCHED_EVENTS, _ALWAYS_BLOCKED
+        get_ident, abspath, id_ = _get_ident, _abspath, _id
+
+        def refuse(reason: str) -> None:
+            violations.append(reason)
+            raise PermissionError(f"refused by the evaluation harness: {reason}")
+
+        def inside(path, root: str) -> bool:
+            return path == root or path.startswith(root + os.sep)
+
+        def hook(event: str, args: tuple) -> None:
+            if event not in watched or not state["armed"]:
+                return
+            if event in always:
+                refuse(always[event])
+            elif event == "sys._getframe":
+                code = args[0].f_code if args and args[0] is not None else None
+                if code is not None and (code.co_filename in trusted or abspath(code.co_filename) in trusted):
+                    refuse(
+                        f"frame access: sys._getframe reached the harness frame {code.co_name} "
+                        f"in {os.path.basename(code.co_filename)}"
+                    )
+            elif event == "object.__setattr__":
+                if args and args[1] in _CODE_ATTRS and id_(args[0]) in protected:
+                    refuse(f"harness patched: {args[1]} of a harness function was reassigned")
+            else:
+                raw = args[0] if args else None
+                if isinstance(raw, bytes):
+                    raw = raw.decode(errors="replace")
+                if not isinstance(raw, str):
+                    return
+                path = abspath(raw)
+                if event == "open" and (path.endswith("/mem") and path.startswith("/proc/")):
+                    refuse(f"opened {raw}: process memory is off limits")
+                writes = (
+                    event != "open"
+                    or (isinstance(args[1], str) and any(c in args[1] for c in "wax+"))
+                    or (args[1] is None and isinstance(args[2], int) and args[2] & _WRITE_FLAGS)
+                )
+                if writes and inside(path, task_dir):
+                    refuse(f"{event} on {raw}: the task folder is read-only")
+                if event == "open" and get_ident() != state["main"] and any(inside(path, p) for p in private):
+                    refuse(f"read {raw}: the task's data reaches the candidate only through the harness")
+
+        return hook
+
+    def arm(self) -> None:
+        """Start refusing; also stop the cyclic GC so no finaliser of the candidate runs on our stack."""
+        gc.disable()
+        self._state["armed"] = True
+
+    def disarm(self) -> None:
+        """Stop refusing (end of the evaluation)."""
+        self._state["armed"] = False
+        if self._gc_was_enabled:
+            gc.enable()
+
+    def violations(self) -> list[str]:
+        """Refusals recorded so far."""
+        return list(self._violations)
+
+    def check(self, when: str) -> None:
+        """Raise CandidateError when the candidate broke a rule or patched anything watched."""
+        if self._violations:
+            raise CandidateError(f"{self._violations[0]} (during {when})")
+        for owner, name, value, label in self._entries:
+            # The owner's own namespace, not getattr: descriptors (classmethods) bind anew on each access.
+            if vars(owner).get(name, _MISSING) is not value:
+                kind = (
+                    "timer patched"
+                    if _is_timer(label)
+                    else (
+                        "harness patched"
+                        if owner in self._modules or label.startswith("discovery_harness")
+                        else "library patched"
+                    )
+                )
+                raise CandidateError(f"{kind}: {label} (during {when})")
+        for function, value, label in self._code:
+            if _getattr(function, label.rsplit(".", 1)[1], _MISSING) is not value:
+                raise CandidateError(f"harness patched: {label} (during {when})")
+        for name, module in self._sys_modules:
+            if sys.modules.get(name) is not module:
+                raise CandidateError(f"harness patched: sys.modules[{name!r}] replaced (during {when})")
+        if self._state["armed"] and _isenabled():
+            raise CandidateError(f"the garbage collector was re-enabled (during {when})")
+        if _active_count() > self._threads:
+            raise CandidateError(
+                f"thread started by the candidate: {_active_count()} Python threads, expected "
+                f"{self._threads} (during {when}); work must finish inside the call, on the calling thread"
+            )

@@ -1,0 +1,61 @@
+"""A guarded candidate session for tasks that call into a candidate many times (training loops)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from discovery_harness.errors import CandidateError
+from discovery_harness.guard import Guard
+from discovery_harness.worker import CandidateThread, import_candidate
+
+
+def _clear(held: list) -> None:
+    """Worker job: drop the references."""
+    held.clear()
+
+
+class CandidateSession:
+    """Worker thread + armed Guard: every call into candidate code goes through run()."""
+
+    def __init__(self, evaluator_file: str, private_dirs: tuple[str, ...] = (), threads: int = 1) -> None:
+        torch.set_num_threads(threads)
+        self._worker = CandidateThread(lambda: torch.set_num_threads(threads))
+        harness = [m for name, m in sys.modules.items() if name.split(".")[0] == "discovery_harness"]
+        task_dir = os.path.dirname(os.path.abspath(evaluator_file))
+        self._guard = Guard(harness, task_dir, private_dirs=private_dirs, extra_trusted=(evaluator_file,))
+
+    def __enter__(self) -> CandidateSession:
+        self._guard.arm()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._guard.disarm()
+        self._worker.close()
+
+    def run(self, where: str, job: Callable[..., Any], *args: Any) -> Any:
+        """Run job(*args) on the candidate thread, then check the Guard (a refusal outranks the error it caused)."""
+        try:
+            value = self._worker.run(job, *args)
+        except CandidateError:
+            self._guard.check(where)
+            raise
+        self._guard.check(where)
+        return value
+
+    def import_names(self, candidate_path: str, names: tuple[str, ...]) -> tuple[Any, ...]:
+        """Import the candidate on the worker and return the named attributes."""
+        return self.run("import", import_candidate, candidate_path, names)
+
+    def release(self, held: list) -> None:
+        """Empty a list of candidate objects on the worker, so their finalisers never run on this thread."""
+        self._worker.run(_clear, held)
+
+    def finish(self) -> None:
+        """Final checks: no forged reply pending, nothing patched."""
+        self._worker.flush()
+        self._guard.check("the end of the evaluation")

@@ -1,0 +1,125 @@
+"""The cheat suite: real malicious candidates run through the real runner, each caught for the right reason."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+ROOT = Path(__file__).resolve().parents[1]
+CHEATS = ROOT / "tests" / "cheats"
+RUNNER = ROOT / "sandboxes" / "runner.py"
+RMSNORM = ROOT / "tasks" / "rmsnorm_training"
+MARK = "@@discovery-result@@"
+
+
+def run_candidate(task: Path, candidate: Path, split: str = "train", seed: int = 0) -> dict:
+    """Run the real runner in a fresh interpreter and parse its one result line."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-B",
+            str(RUNNER),
+            "--task",
+            str(task),
+            "--candidate",
+            str(candidate),
+            "--split",
+            split,
+            "--seed",
+            str(seed),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
+    assert len(lines) == 1, f"no result line; stderr:\n{proc.stderr[-3000:]}"
+    return json.loads(lines[0][len(MARK) :])
+
+
+CAUGHT = [
+    ("patch_perf_counter.py", "timer patched: time.perf_counter"),
+    ("patch_event_elapsed.py", "timer patched: torch.cuda.Event.elapsed_time"),
+    ("cache_by_shape.py", "mismatch on timed call"),
+    ("frame_reach.py", "frame access: sys._getframe reached the harness frame"),
+    ("frame_walk_back.py", "mismatch"),
+    ("gc_reach.py", "gc.get_objects()"),
+    ("mutate_inputs.py", "input mutated"),
+    ("constant_output.py", "mismatch on shape"),
+    ("lower_precision.py", "relative to a float64 reference"),
+    ("lazy_subclass.py", "is a Tensor subclass (Lazy)"),
+    ("side_thread.py", "thread started"),
+    ("thread_pool.py", "thread started by the candidate"),
+    ("freed_memory.py", "mismatch"),
+    ("patch_harness.py", "harness patched: discovery_harness."),
+    ("forge_reply.py", "forged or out of order"),
+]
+
+
+@pytest.mark.parametrize(("cheat", "reason"), CAUGHT, ids=[c for c, _ in CAUGHT])
+def test_cheat_is_caught(cheat: str, reason: str) -> None:
+    result = run_candidate(RMSNORM, CHEATS / cheat)
+    assert result["status"] == "error", result
+    assert result["kind"] == "candidate", result
+    assert reason in result["error"], result["error"]
+
+
+def test_seed_scores_about_one() -> None:
+    result = run_candidate(RMSNORM, RMSNORM / "program.py")
+    assert result["status"] == "ok", result
+    # A ratio sanity band, not a timed assertion: the seed is the reference itself.
+    assert 0.7 < result["score"] < 1.4, result
+    assert result["metrics"]["flagged"] == 0.0
+    assert result["metrics"]["max_abs_err"] < 1e-2
+
+
+def test_slower_candidate_scores_below_one() -> None:
+    result = run_candidate(RMSNORM, CHEATS / "slower.py")
+    assert result["status"] == "ok", result
+    assert result["score"] < 1.0, result
+
+
+def test_faster_candidate_scores_above_one() -> None:
+    result = run_candidate(RMSNORM, CHEATS / "faster.py")
+    assert result["status"] == "ok", result
+    assert result["score"] > 1.0, result
+
+
+def test_speedrun_data_edit_is_refused(tmp_path: Path) -> None:
+    task = tmp_path / "tiny_gpt_speedrun"
+    shutil.copytree(ROOT / "tasks" / "tiny_gpt_speedrun", task)
+    result = run_candidate(task, CHEATS / "edit_speedrun_data.py")
+    assert result["status"] == "error", result
+    assert result["kind"] == "candidate", result
+    assert "the task folder is read-only" in result["error"], result["error"]
+
+
+def test_speedrun_edited_data_fails_the_hash_check(tmp_path: Path) -> None:
+    task = tmp_path / "tiny_gpt_speedrun"
+    shutil.copytree(ROOT / "tasks" / "tiny_gpt_speedrun", task)
+    corpus = task / "data" / "corpus.txt"
+    corpus.write_text("aaaa " * 40000)  # what a cheat with a writable mount would leave behind
+    result = run_candidate(task, task / "program.py")
+    assert result["status"] == "error", result
+    assert "sha256" in result["error"], result["error"]
+
+
+def test_speedrun_reading_the_data_is_refused(tmp_path: Path) -> None:
+    result = run_candidate(ROOT / "tasks" / "tiny_gpt_speedrun", CHEATS / "read_speedrun_data.py")
+    assert result["status"] == "error", result
+    assert "reaches the candidate only through the harness" in result["error"], result["error"]
+
+
+def test_speedrun_future_peeking_model_is_caught() -> None:
+    result = run_candidate(ROOT / "tasks" / "tiny_gpt_speedrun", CHEATS / "peek_future_tokens.py")
+    assert result["status"] == "error", result
+    assert "causal" in result["error"], result["error"]
