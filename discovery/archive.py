@@ -71,10 +71,41 @@ CREATE TABLE IF NOT EXISTS candidates (
     sandbox      TEXT,
     split        TEXT,
     eval_wall_s  REAL,
-    evaluated_at REAL
+    evaluated_at REAL,
+    island           INTEGER,
+    second_parent_id INTEGER REFERENCES candidates(id),
+    arm              TEXT,
+    nearest_id       INTEGER,
+    similarity       REAL,
+    stage_fitness    REAL
 );
 CREATE INDEX IF NOT EXISTS candidates_hash ON candidates(code_hash);
 CREATE INDEX IF NOT EXISTS candidates_status ON candidates(status);
+CREATE TABLE IF NOT EXISTS promotions (
+    id                INTEGER PRIMARY KEY,
+    at                REAL NOT NULL,
+    champion_id       INTEGER NOT NULL REFERENCES candidates(id),
+    challenger_id     INTEGER NOT NULL REFERENCES candidates(id),
+    split             TEXT NOT NULL,
+    seeds             TEXT NOT NULL,
+    champion_scores   TEXT NOT NULL,
+    challenger_scores TEXT NOT NULL,
+    p_value           REAL NOT NULL,
+    mean_gain         REAL,
+    margin            REAL NOT NULL,
+    alpha             REAL NOT NULL,
+    promoted          INTEGER NOT NULL,
+    reason            TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reflections (
+    id        INTEGER PRIMARY KEY,
+    at        REAL NOT NULL,
+    kind      TEXT NOT NULL,
+    call_id   INTEGER REFERENCES llm_calls(id),
+    better_id INTEGER REFERENCES candidates(id),
+    worse_id  INTEGER REFERENCES candidates(id),
+    text      TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS replays (
     id            INTEGER PRIMARY KEY,
     candidate_id  INTEGER NOT NULL REFERENCES candidates(id),
@@ -93,8 +124,10 @@ CREATE TABLE IF NOT EXISTS replays (
 PENDING = "pending"
 OK = "ok"
 EVALUATED_FAILURES = ("failed", "timeout", "output_limit", "memory_limit")
+CASCADE_STOPPED = "cascade_stopped"  # scored on the quick stage only, below the bar: never a parent
 REJECTIONS = (
     "rejected_duplicate",
+    "rejected_similar",
     "rejected_outside_block",
     "rejected_unparseable",
     "rejected_syntax",
@@ -121,6 +154,14 @@ class Candidate:
     sandbox: str | None
     created_at: float
     eval_wall_s: float | None
+    island: int | None = None
+    second_parent_id: int | None = None
+    arm: str | None = None
+    similarity: float | None = None
+    stage_fitness: float | None = None
+
+
+CANDIDATE_EXTRAS = ("island", "second_parent_id", "arm", "nearest_id", "similarity")
 
 
 def code_hash(normalised_code: str) -> str:
@@ -145,6 +186,11 @@ def _row_to_candidate(row: sqlite3.Row) -> Candidate:
         sandbox=row["sandbox"],
         created_at=row["created_at"],
         eval_wall_s=row["eval_wall_s"],
+        island=row["island"],
+        second_parent_id=row["second_parent_id"],
+        arm=row["arm"],
+        similarity=row["similarity"],
+        stage_fitness=row["stage_fitness"],
     )
 
 
@@ -272,6 +318,11 @@ class Archive:
         with self.transaction():
             self._finish_call(call_id, status, reply, error, usage or {})
 
+    def finish_call(self, call_id: int, reply: str, usage: dict) -> None:
+        """Record a good reply that yields no candidate (a reflection)."""
+        with self.transaction():
+            self._finish_call(call_id, "ok", reply, None, usage)
+
     def finish_call_with_candidate(
         self,
         call_id: int,
@@ -283,13 +334,29 @@ class Archive:
         normalised_hash: str,
         status: str = PENDING,
         failure: str | None = None,
+        extra: dict[str, Any] | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> int:
-        """Record a reply and the candidate it yielded (pending, or rejected with its reason), atomically."""
+        """Record a reply and the candidate it yielded (pending, or rejected with its reason), atomically.
+
+        `extra` fills optional candidate columns (CANDIDATE_EXTRAS); `meta` updates search state in
+        the same transaction, so a crash can never record one without the other.
+        """
         with self.transaction():
             self._finish_call(call_id, "ok", reply, None, usage)
-            return self._insert_candidate(
+            candidate_id = self._insert_candidate(
                 parent_id, call_id, operator, code, normalised_hash, status, failure
             )
+            for column, value in (extra or {}).items():
+                if column not in CANDIDATE_EXTRAS:
+                    raise ValueError(f"unknown candidate column {column}")
+                self.db.execute(f"UPDATE candidates SET {column}=? WHERE id=?", (value, candidate_id))
+            self._set_meta_items(meta)
+            return candidate_id
+
+    def _set_meta_items(self, meta: dict[str, Any] | None) -> None:
+        for key, value in (meta or {}).items():
+            self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     def _insert_candidate(
         self,
@@ -343,12 +410,19 @@ class Archive:
         sandbox: str,
         split: str,
         wall_s: float,
+        stage_fitness: float | None = None,
+        meta: dict[str, Any] | None = None,
+        events: list[tuple[str, dict[str, Any]]] = (),
     ) -> None:
-        """Store an evaluation result; a candidate is evaluated once, so a second result is an error."""
+        """Store an evaluation result; a candidate is evaluated once, so a second result is an error.
+
+        `meta` (search state such as islands or bandit statistics) and `events` (migrations, resets)
+        commit in the same transaction as the result.
+        """
         with self.transaction():
             cur = self.db.execute(
                 "UPDATE candidates SET status=?, score=?, fitness=?, metrics=?, feedback=?, failure=?, output_tail=?,"
-                " sandbox=?, split=?, eval_wall_s=?, evaluated_at=? WHERE id=? AND status='pending'",
+                " sandbox=?, split=?, eval_wall_s=?, evaluated_at=?, stage_fitness=? WHERE id=? AND status='pending'",
                 (
                     status,
                     score,
@@ -361,6 +435,7 @@ class Archive:
                     split,
                     wall_s,
                     time.time(),
+                    stage_fitness,
                     candidate_id,
                 ),
             )
@@ -371,6 +446,78 @@ class Archive:
             self._event(
                 "candidate_evaluated", candidate_id=candidate_id, status=status, score=score, failure=failure
             )
+            for kind, data in events:
+                self._event(kind, candidate_id=candidate_id, **data)
+            self._set_meta_items(meta)
+
+    def record_promotion(
+        self,
+        champion_id: int,
+        challenger_id: int,
+        split: str,
+        seeds: list[int],
+        champion_scores: list[float | None],
+        challenger_scores: list[float | None],
+        p_value: float,
+        mean_gain: float | None,
+        margin: float,
+        alpha: float,
+        promoted: bool,
+        reason: str,
+    ) -> None:
+        """Record one promotion-gate decision; a promotion also makes the challenger the champion."""
+        gain = (
+            None if mean_gain is None or mean_gain != mean_gain else mean_gain
+        )  # NaN is not JSON/SQL friendly
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO promotions(at, champion_id, challenger_id, split, seeds, champion_scores,"
+                " challenger_scores, p_value, mean_gain, margin, alpha, promoted, reason)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    time.time(),
+                    champion_id,
+                    challenger_id,
+                    split,
+                    json.dumps(seeds),
+                    json.dumps(champion_scores),
+                    json.dumps(challenger_scores),
+                    p_value,
+                    gain,
+                    margin,
+                    alpha,
+                    int(promoted),
+                    reason,
+                ),
+            )
+            if promoted:
+                self._set_meta_items({"champion_id": challenger_id})
+            self._event(
+                "promotion",
+                candidate_id=challenger_id,
+                champion_id=champion_id,
+                p_value=p_value,
+                promoted=promoted,
+            )
+
+    def record_reflection(
+        self,
+        kind: str,
+        call_id: int,
+        reply: str,
+        usage: dict,
+        text: str,
+        better_id: int | None,
+        worse_id: int | None,
+    ) -> None:
+        """Record a reflection call's reply and the lesson taken from it, atomically."""
+        with self.transaction():
+            self._finish_call(call_id, "ok", reply, None, usage)
+            cur = self.db.execute(
+                "INSERT INTO reflections(at, kind, call_id, better_id, worse_id, text) VALUES (?, ?, ?, ?, ?, ?)",
+                (time.time(), kind, call_id, better_id, worse_id, text),
+            )
+            self._event("reflection", call_id=call_id, reflection=kind, reflection_id=cur.lastrowid)
 
     def record_replay(
         self,
@@ -468,6 +615,34 @@ class Archive:
         sql = "SELECT * FROM events" + (" WHERE kind=?" if kind else "") + " ORDER BY seq"
         rows = self.db.execute(sql, (kind,) if kind else ())
         return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
+
+    def champion_id(self) -> int | None:
+        """The promoted champion, or the seed before any promotion."""
+        champion = self.meta().get("champion_id")
+        if champion is not None:
+            return champion
+        first = self.db.execute("SELECT id FROM candidates ORDER BY id LIMIT 1").fetchone()
+        return first["id"] if first else None
+
+    def promotions(self) -> list[dict[str, Any]]:
+        out = []
+        for r in self.db.execute("SELECT * FROM promotions ORDER BY id"):
+            row = dict(r)
+            for key in ("seeds", "champion_scores", "challenger_scores"):
+                row[key] = json.loads(row[key])
+            out.append(row)
+        return out
+
+    def gated(self, candidate_id: int) -> bool:
+        """Whether a candidate already went through the promotion gate."""
+        row = self.db.execute(
+            "SELECT 1 FROM promotions WHERE challenger_id=? LIMIT 1", (candidate_id,)
+        ).fetchone()
+        return row is not None
+
+    def reflections(self, kind: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM reflections" + (" WHERE kind=?" if kind else "") + " ORDER BY id"
+        return [dict(r) for r in self.db.execute(sql, (kind,) if kind else ())]
 
     def replays(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute("SELECT * FROM replays ORDER BY id")]

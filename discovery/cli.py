@@ -75,6 +75,9 @@ def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **op
     if options.get("reply_format") is None:
         # Weak local models cannot write reliable diffs; let them rewrite only the block.
         options["reply_format"] = "block" if any(s.name == runs.LOCAL_MODEL for s in specs) else "diff"
+    if options.get("max_tokens") is None and any(s.name == runs.LOCAL_MODEL for s in specs):
+        # ~110 tokens/s on 2 cores: a cap keeps one rambling reply from taking minutes.
+        options["max_tokens"] = 1024
     model_configs = [ModelConfig(name=s.name, weight=s.weight, api_base=s.api_base) for s in specs]
     return RunConfig(task=task, models=model_configs, **{k: v for k, v in options.items() if v is not None})
 
@@ -106,11 +109,47 @@ def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **op
 @click.option("--llm-concurrency", type=int, help="Concurrent LLM calls (default 2).")
 @click.option("--eval-slots", type=int, help="Concurrent evaluations (default 2).")
 @click.option("--temperature", type=float, help="Sampling temperature (default 0.8).")
+@click.option("--max-tokens", type=int, help="Reply length cap (default 4096; 1024 for the local model).")
 @click.option("--seed", type=int, help="Seed of the run's own random choices (default 0).")
 @click.option("--name", help="Run name (default <task>-<date>-<time>).")
-def run(task: str, models: tuple[str, ...], api_base: str | None, name: str | None, **options) -> None:
+@click.option("--islands", type=int, help="Number of islands (default 1: none).")
+@click.option("--migration-every", type=int, help="Evaluated children between migrations (default 20).")
+@click.option(
+    "--island-patience",
+    type=int,
+    help="Children without improvement before a weak island resets (default 30).",
+)
+@click.option("--map-elites", help="MAP-Elites grid, e.g. 'length:8' or 'length:8,metric:NAME:8:LO:HI'.")
+@click.option(
+    "--crossover-rate", type=float, help="Share of proposals that combine two parents (default 0.1)."
+)
+@click.option(
+    "--reflection/--no-reflection", default=None, help="ReEvo short- and long-term reflection (default off)."
+)
+@click.option(
+    "--novelty-threshold",
+    type=float,
+    help="Reject proposals at least this similar to an archived one (default 0.95).",
+)
+@click.option("--no-novelty", is_flag=True, help="Turn the novelty check off.")
+@click.option(
+    "--bandit", type=click.Choice(["off", "ucb", "thompson"]), help="Choose operator and model by a bandit."
+)
+@click.option("--repair/--no-repair", default=None, help="Feed a failure back once to fix it (default on).")
+@click.option(
+    "--cascade", type=float, help="Run the task's quick stage first; pass when above this quantile."
+)
+@click.option("--promotion-repeats", type=int, help="Held-out repeats in the promotion gate (default 6).")
+@click.option(
+    "--promotion-alpha", type=float, help="Significance level of the promotion gate (default 0.05)."
+)
+def run(
+    task: str, models: tuple[str, ...], api_base: str | None, name: str | None, no_novelty: bool, **options
+) -> None:
     """Start a discovery run on TASK (a task folder)."""
     config = _build_config(task, models, api_base, **options)
+    if no_novelty:
+        config = config.model_copy(update={"novelty_threshold": None})
     outcome = runs.start_run(task, config, name, console)
     runs.print_summary(outcome.run_dir, outcome.stop_reason, console)
 

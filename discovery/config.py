@@ -40,6 +40,37 @@ class RunConfig(BaseModel):
     llm_timeout_s: float = Field(default=300, gt=0)
     seed: int = 0
     inspirations: int = Field(default=1, ge=0, le=8)
+    # --- search options (see README, "Search options") ---
+    islands: int = Field(default=1, ge=1, le=64)
+    migration_every: int = Field(default=20, ge=1, description="evaluated children between migrations")
+    island_patience: int = Field(default=30, ge=1, description="children without improvement before a reset")
+    map_elites: str | None = Field(default=None, description="feature grid, e.g. 'length:8,metric:NAME:8:LO:HI'")
+    crossover_rate: float = Field(default=0.1, ge=0, le=1)
+    reflection: bool = False
+    reflection_every: int = Field(default=5, ge=1, description="short-term reflections per long-term one")
+    novelty_threshold: float | None = Field(default=0.95, gt=0, le=1)
+    novelty_resamples: int = Field(default=3, ge=0)
+    bandit: Literal["off", "ucb", "thompson"] = "off"
+    repair: bool = True
+    cascade: float | None = Field(default=None, ge=0, le=1, description="quantile of the quick stage to pass")
+    promotion_repeats: int = Field(default=6, ge=1, le=100)
+    promotion_alpha: float = Field(default=0.05, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _promotion_can_pass(self) -> RunConfig:
+        from discovery.promotion import min_repeats
+
+        needed = min_repeats(self.promotion_alpha)
+        if self.promotion_repeats < needed:
+            raise ValueError(
+                f"promotion_repeats {self.promotion_repeats} can never reach p < {self.promotion_alpha}; "
+                f"use at least {needed}"
+            )
+        if self.map_elites:
+            from discovery.map_elites import parse_specs
+
+            parse_specs(self.map_elites)
+        return self
 
     @model_validator(mode="after")
     def _local_alone(self) -> RunConfig:

@@ -28,6 +28,10 @@ RUNNER_DIR = Path(__file__).resolve().parent.parent / "sandboxes"
 TAIL_CHARS = 4000
 
 
+class SandboxError(RuntimeError):
+    """The sandbox backend itself failed (engine gone, image missing); the candidate is not to blame."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     """The verdict on one candidate: status (ok or a failure kind), score and what explains it."""
@@ -62,7 +66,8 @@ def parse_result(result: SandboxResult) -> Outcome:
     """Interpret a sandbox run of the runner: limits first, then the runner's own result line."""
     tail = _tail(result.stderr)
     if result.error:
-        return Outcome("failed", None, {}, None, f"sandbox error: {result.error}", tail, result.wall_s)
+        # The backend failed, not the candidate: nothing is recorded, so a resume evaluates it again.
+        raise SandboxError(result.error)
     reason = result.killed_reason
     if reason == "timeout":
         return Outcome(
@@ -104,11 +109,18 @@ def parse_result(result: SandboxResult) -> Outcome:
             failure += "\n" + payload["traceback"][-1500:]
         return Outcome("failed", None, {}, None, failure, tail, result.wall_s)
     metrics = payload.get("metrics") or {}
+    timed = metrics.get("timed_wall_s")
+    if isinstance(timed, float) and timed > result.wall_s:
+        # Timing tasks report how long their timed region ran; it cannot exceed what the host saw.
+        why = f"the evaluator claims {timed:.3f} s of timed work in a {result.wall_s:.3f} s run: timer tampering"
+        return Outcome("failed", None, metrics, None, why, tail, result.wall_s)
     return Outcome("ok", float(payload["score"]), metrics, payload.get("feedback"), None, tail, result.wall_s)
 
 
-def runner_job(task: Task, candidate_dir: Path, split: str, seed: int, labels: dict[str, str]) -> SandboxJob:
-    """The sandbox job that runs the trusted runner on one candidate file."""
+def runner_job(
+    task: Task, candidate_dir: Path, split: str, seed: int, labels: dict[str, str], stage: str | None = None
+) -> SandboxJob:
+    """The sandbox job that runs the trusted runner on one candidate file (at a cheap stage, if named)."""
     argv = (
         PYTHON,
         "-I",
@@ -122,7 +134,7 @@ def runner_job(task: Task, candidate_dir: Path, split: str, seed: int, labels: d
         split,
         "--seed",
         str(seed),
-    )
+    ) + (("--stage", stage) if stage else ())
     mounts = (
         Mount(task.path, TASK_MOUNT),
         Mount(RUNNER_DIR, RUNNER_MOUNT),
@@ -132,7 +144,13 @@ def runner_job(task: Task, candidate_dir: Path, split: str, seed: int, labels: d
 
 
 async def evaluate_once(
-    sandbox: Sandbox, task: Task, code: str, split: str, seed: int, labels: dict[str, str] | None = None
+    sandbox: Sandbox,
+    task: Task,
+    code: str,
+    split: str,
+    seed: int,
+    labels: dict[str, str] | None = None,
+    stage: str | None = None,
 ) -> Outcome:
     """Evaluate a program once on a split with a seed, in a fresh sandbox."""
     candidate_dir = Path(tempfile.mkdtemp(prefix="discovery-cand-"))
@@ -142,7 +160,7 @@ async def evaluate_once(
         path = candidate_dir / task.spec.candidate
         path.write_text(code)
         path.chmod(0o444)
-        result = await sandbox.run(runner_job(task, candidate_dir, split, seed, labels or {}))
+        result = await sandbox.run(runner_job(task, candidate_dir, split, seed, labels or {}, stage))
     finally:
         shutil.rmtree(candidate_dir, ignore_errors=True)
     return parse_result(result)

@@ -188,6 +188,8 @@ def build_program(reply: str, parent: str) -> Proposal | Rejection:
     else:
         code = _code_from_reply(reply)
         if code is None:
+            if reply.count("```") == 1:
+                return Rejection("rejected_unparseable", "the reply's code block is never closed (cut off?)")
             return Rejection(
                 "rejected_unparseable", "the reply holds no code block and no SEARCH/REPLACE blocks"
             )

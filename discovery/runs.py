@@ -110,6 +110,18 @@ def execute(
     run_dir: Path, archive: Archive, task: Task, config: RunConfig, max_time: float | None, console: Console
 ) -> Outcome:
     """Drive the search with a live progress line; Ctrl-C stops it cleanly (the run stays resumable)."""
+    reason = "crashed"
+    try:
+        reason = _drive(run_dir, archive, task, config, max_time, console)
+    finally:
+        archive.log_event("run_stopped", reason=reason)
+    return Outcome(run_dir, reason)
+
+
+def _drive(
+    run_dir: Path, archive: Archive, task: Task, config: RunConfig, max_time: float | None, console: Console
+) -> str:
+    """Start the model endpoints and the sandbox, run the search, and return why it stopped."""
     run_id = run_dir.name
     with model_endpoints(config.models, console) as specs:
         client = LLMClient(specs, config.temperature, config.max_tokens, config.llm_timeout_s)
@@ -132,8 +144,7 @@ def execute(
                     reason = "interrupted (Ctrl-C)"
         finally:
             sandbox.close()
-    archive.log_event("run_stopped", reason=reason)
-    return Outcome(run_dir, reason)
+    return reason
 
 
 def start_run(task_path: str, config: RunConfig, name: str | None, console: Console) -> Outcome:

@@ -45,6 +45,8 @@ class Evaluation(BaseModel):
     heldout_split: str | None = None
     seed: int = 0
     repeats: int = Field(default=1, ge=1, le=100)
+    # A cheap stage evaluate() accepts (evaluate(..., stage=NAME)), used by --cascade to gate the full one.
+    cascade_stage: str | None = None
 
 
 class TaskSpec(BaseModel):

@@ -129,3 +129,8 @@ def test_split_block_rejects_missing_or_doubled_markers():
     doubled = "# EVOLVE-BLOCK-START\n# EVOLVE-BLOCK-START\nx=1\n# EVOLVE-BLOCK-END\n"
     assert split_block(doubled) is None
     assert split_block(PARENT).body == "def solve():\n    x = 1.0\n    return x\n"
+
+
+def test_cut_off_code_block_says_so():
+    result = build_program("Here:\n```python\ndef solve():\n    return [0.0, 0.0,", PARENT)
+    assert isinstance(result, Rejection) and "never closed" in result.reason

@@ -282,7 +282,10 @@ class DockerSandbox:
     def close(self) -> None:
         """Remove this run's leftovers and stop the thread pool."""
         if self.run_id:
-            cleanup_stale(self.client, self.run_id)
+            try:
+                cleanup_stale(self.client, self.run_id)
+            except Exception as exc:  # noqa: BLE001 - an engine gone away must not hide the run's own outcome
+                log.warning("could not clean up containers of run %s: %s", self.run_id, exc)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
