@@ -221,7 +221,10 @@ def archive_diff(run: str, a: int, b: int, as_json: bool) -> None:
 @cli.command()
 @click.argument("run")
 @click.option("--candidate", "candidate_id", type=int, help="Candidate id (default: the best).")
-@click.option("--best", is_flag=True, help="Replay the best candidate (the default).")
+@click.option("--best", is_flag=True, help="Replay the best train candidate (the default).")
+@click.option(
+    "--champion", is_flag=True, help="Replay the champion (the last candidate promoted by the gate)."
+)
 @click.option(
     "--sandbox",
     type=click.Choice(["auto", "docker", "bwrap", "process"]),
@@ -231,6 +234,7 @@ def archive_diff(run: str, a: int, b: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def replay(
     run: str,
+    champion: bool,
     candidate_id: int | None,
     best: bool,
     sandbox: str | None,
@@ -246,11 +250,13 @@ def replay(
     from discovery.sandbox.choose import make_sandbox
     from discovery.task import load_task
 
-    if best and candidate_id is not None:
-        raise UserError("give either --best or --candidate ID, not both")
+    if sum([best, champion, candidate_id is not None]) > 1:
+        raise UserError("give one of --best, --champion or --candidate ID")
     run_dir = runs.resolve_run(run)
     archived = Archive.open(run_dir)
     meta = archived.meta()
+    if champion:
+        candidate_id = archived.champion_id()
     archived.close()
     backend = sandbox or RunConfig.model_validate(meta["config"]).sandbox
     box = make_sandbox(backend, image=load_task(meta["task_path"]).spec.image, run_id=run_dir.name)

@@ -21,6 +21,21 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 
+def _mean(scores: list[float | None]) -> float | None:
+    """Mean of the repeats that ran (None marks a failed repeat)."""
+    done = [s for s in scores if s is not None]
+    return sum(done) / len(done) if done else None
+
+
+def heldout_of(promotions: list[dict[str, Any]], candidate_id: int) -> tuple[float | None, int, str] | None:
+    """A candidate's latest held-out mean from the gate, with the repeat count and split."""
+    for g in reversed(promotions):
+        for key, who in (("challenger_scores", "challenger_id"), ("champion_scores", "champion_id")):
+            if g[who] == candidate_id:
+                return _mean(g[key]), len(g[key]), g["split"]
+    return None
+
+
 def list_runs(root: Path) -> list[dict[str, Any]]:
     """One summary row per run folder under root, newest first."""
     rows = []
@@ -78,6 +93,8 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
             "models": archive.usage_by_model(),
             "stops": [{"at": e["at"], **e["data"]} for e in archive.events("run_stopped")],
             "replays": archive.replays(),
+            "champion_id": archive.champion_id(),
+            "promotions": archive.promotions(),
         }
     finally:
         archive.close()
@@ -175,6 +192,31 @@ def print_run(report: dict[str, Any], console: Console) -> None:
             _fmt(m["mean_latency_s"]),
         )
     console.print(models)
+    if report["promotions"]:
+        gates = Table(title="Promotion gate (held-out repeats; champion history)")
+        for column in (
+            "challenger",
+            "vs champion",
+            "split",
+            "champion mean",
+            "challenger mean",
+            "p",
+            "verdict",
+        ):
+            gates.add_column(column)
+        for g in report["promotions"]:
+            verdict = "[green]promoted[/green]" if g["promoted"] else f"kept champion: {g['reason']}"
+            gates.add_row(
+                str(g["challenger_id"]),
+                str(g["champion_id"]),
+                g["split"],
+                _fmt(_mean(g["champion_scores"])),
+                _fmt(_mean(g["challenger_scores"])),
+                f"{g['p_value']:.3g}",
+                verdict,
+            )
+        console.print(gates)
+    console.print(f"champion: candidate {report['champion_id']}")
     for stop in report["stops"]:
         console.print(
             f"stopped {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(stop['at']))}: {stop.get('reason')}"

@@ -157,6 +157,7 @@ def start_run(task_path: str, config: RunConfig, name: str | None, console: Cons
             "task_path": str(task.path),
             "task": task.name,
             "config": config.model_dump(),
+            "train_split": task.spec.evaluation.train_split,
             "created_at": time.time(),
         },
     )
@@ -209,6 +210,9 @@ def print_summary(run_dir: Path, stop_reason: str, console: Console) -> None:
             0
         ]
         sandboxes = {c.sandbox for c in archive.candidates() if c.sandbox}
+        champion = archive.candidate(archive.champion_id()) if archive.candidates() else None
+        promotions = archive.promotions()
+        train_split = archive.meta().get("train_split", "train")
     finally:
         archive.close()
     name = run_dir.name
@@ -217,6 +221,18 @@ def print_summary(run_dir: Path, stop_reason: str, console: Console) -> None:
         console.print(f"  seed score   {seed.score:.6g}")
     if best is not None:
         console.print(f"  best score   [bold green]{best.score:.6g}[/bold green] (candidate {best.id})")
+    if champion is not None and champion.score is not None:
+        from discovery.inspect import heldout_of
+
+        held = heldout_of(promotions, champion.id)
+        held_text = ""
+        if held and held[0] is not None:
+            label = "gate re-runs" if held[2] == train_split else "held-out"
+            held_text = f", {label} {held[0]:.6g} (mean of {held[1]} repeats on split {held[2]!r})"
+        who = "the seed" if champion.operator == "seed" else f"candidate {champion.id}"
+        console.print(f"  champion     {who}: train {champion.score:.6g}{held_text}")
+        if best is not None and best.id != champion.id:
+            console.print(f"               (best train candidate {best.id} did not pass the promotion gate)")
     console.print("  candidates   " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items())))
     cost_note = f" ({unknown_cost} call(s) with no known price)" if unknown_cost else ""
     failed_calls = ", ".join(f"{n} {s}" for s, n in sorted(call_counts.items()) if s != "ok")
@@ -234,6 +250,6 @@ def print_summary(run_dir: Path, stop_reason: str, console: Console) -> None:
         )
     console.print(
         f"\n  inspect:  discovery archive show {name}\n"
-        f"  replay:   discovery replay {name} --best\n"
+        f"  replay:   discovery replay {name} --champion\n"
         f"  resume:   discovery resume {name}"
     )

@@ -112,7 +112,7 @@ def test_run_inspect_replay_export(tmp_path, toy_task):
             check=True,
         )
     assert "best score" in run.stdout and "-0.0625" in run.stdout and "seed score   -9" in run.stdout
-    assert "discovery replay r1 --best" in run.stdout and "archive.sqlite" in run.stdout
+    assert "discovery replay r1 --champion" in run.stdout and "archive.sqlite" in run.stdout
     assert "process sandbox" in run.stdout  # the loud warning for the resource-only backend
 
     runs = json.loads(cli("archive", "list", "--json", archive=archive, check=True).stdout)
@@ -138,6 +138,11 @@ def test_run_inspect_replay_export(tmp_path, toy_task):
 
     replay = cli("replay", "r1", "--best", archive=archive)
     assert replay.returncode == 0 and "holds" in replay.stdout, replay.stdout + replay.stderr
+
+    champion = cli("replay", "r1", "--champion", archive=archive)
+    assert champion.returncode == 0 and f"candidate {best_id}" in champion.stdout
+    assert "champion     candidate" in run.stdout and report["champion_id"] == best_id
+    assert report["promotions"][-1]["promoted"] == 1
 
     out = tmp_path / "best.py"
     cli("export", "r1", "--best", "-o", str(out), archive=archive, check=True)
