@@ -44,7 +44,9 @@ class RunConfig(BaseModel):
     islands: int = Field(default=1, ge=1, le=64)
     migration_every: int = Field(default=20, ge=1, description="evaluated children between migrations")
     island_patience: int = Field(default=30, ge=1, description="children without improvement before a reset")
-    map_elites: str | None = Field(default=None, description="feature grid, e.g. 'length:8,metric:NAME:8:LO:HI'")
+    map_elites: str | None = Field(
+        default=None, description="feature grid, e.g. 'length:8,metric:NAME:8:LO:HI'"
+    )
     crossover_rate: float = Field(default=0.1, ge=0, le=1)
     reflection: bool = False
     reflection_every: int = Field(default=5, ge=1, description="short-term reflections per long-term one")
