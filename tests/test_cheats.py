@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,7 @@ CAUGHT = [
     ("freed_memory.py", "mismatch"),
     ("patch_harness.py", "harness patched: discovery_harness."),
     ("forge_reply.py", "forged or out of order"),
+    ("proc_mem_double_slash.py", "opened //proc/self/mem: /proc"),
 ]
 
 
@@ -123,3 +125,44 @@ def test_speedrun_future_peeking_model_is_caught() -> None:
     result = run_candidate(ROOT / "tasks" / "tiny_gpt_speedrun", CHEATS / "peek_future_tokens.py")
     assert result["status"] == "error", result
     assert "causal" in result["error"], result["error"]
+
+
+DATA_BYPASSES = [
+    ("read_data_double_slash.py", "the task's data reaches the candidate only through the harness"),
+    ("read_data_proc_root.py", "/proc (process memory, other roots, fds) is off limits"),
+    ("read_data_subprocess.py", "starting a process (subprocess)"),
+    ("read_data_dir_fd.py", "a folder holding the task's data may not be opened as an fd"),
+]
+
+
+@pytest.mark.parametrize(("cheat", "reason"), DATA_BYPASSES, ids=[c for c, _ in DATA_BYPASSES])
+def test_speedrun_data_bypass_is_refused(cheat: str, reason: str) -> None:
+    result = run_candidate(ROOT / "tasks" / "tiny_gpt_speedrun", CHEATS / cheat)
+    assert result["status"] == "error", result
+    assert result["kind"] == "candidate", result
+    assert reason in result["error"], result["error"]
+
+
+def _landlock_works(folder: Path) -> str:
+    """Why Landlock cannot deny reads here ("" when it can), probed on a throwaway thread."""
+    sys.path.insert(0, str(ROOT / "sandboxes"))
+    try:
+        from discovery_harness.guard import deny_reads
+    finally:
+        sys.path.remove(str(ROOT / "sandboxes"))
+    box: list[str] = []
+    probe = threading.Thread(target=lambda: box.append(deny_reads((str(folder),))))
+    probe.start()
+    probe.join()
+    return box[0]
+
+
+def test_speedrun_native_read_is_denied_by_the_kernel(tmp_path: Path) -> None:
+    why = _landlock_works(tmp_path)
+    if why:
+        pytest.skip(why)
+    result = run_candidate(ROOT / "tasks" / "tiny_gpt_speedrun", CHEATS / "read_data_from_file.py")
+    assert result["status"] == "error", result
+    assert "from_file outcome" in result["error"], result["error"]
+    assert "LEAKED" not in result["error"], result["error"]
+    assert "Permission denied" in result["error"], result["error"]

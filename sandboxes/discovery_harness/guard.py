@@ -5,20 +5,27 @@ The candidate runs in the evaluator's process (see worker.py: on its own thread)
    is imported, and reports any that was replaced ("timer patched: time.perf_counter");
  - installs a PEP 578 audit hook that, while armed, refuses the ways across from candidate code to
    the harness's state: gc object walks, other threads' frames, sys._getframe reaching a trusted
-   frame, tracing, rewriting a trusted function's code, writing the task folder, and (off the main
-   thread) reading the task's private data;
- - records every refusal, so a candidate that swallows the PermissionError is still failed.
-In-process defences raise the bar; they are not a proof (ctypes can poke memory). The host-side
-wall-time check and read-only mounts are the backstop.
+   frame, tracing, rewriting a trusted function's code, writing the task folder, opening anything
+   under /proc, starting a process, native code through ctypes, and (off the main thread) reading
+   the task's private data; paths are compared after resolving symlinks, `//` and the cwd;
+ - records every refusal, so a candidate that swallows the PermissionError is still failed;
+ - deny_reads() adds a kernel rule (Landlock) on the candidate thread, inherited by any process it
+   manages to start, so reads the audit hook cannot see (C-level opens such as torch.from_file, a
+   child process) still cannot reach the private data.
+In-process defences raise the bar; they are not a proof. The host-side wall-time check and
+read-only mounts are the backstop.
 """
 
 from __future__ import annotations
 
 import _thread
 import builtins
+import ctypes
 import gc
+import logging
 import math
 import os
+import posixpath
 import sys
 import threading
 import time
@@ -30,6 +37,11 @@ from discovery_harness.errors import CandidateError
 _get_ident = _thread.get_ident
 _active_count = threading.active_count
 _abspath = os.path.abspath
+_realpath = os.path.realpath
+_normpath = os.path.normpath
+_join = os.path.join
+_getcwd = os.getcwd
+_fsdecode = os.fsdecode
 _listdir = os.listdir
 _isenabled = gc.isenabled
 _getattr = builtins.getattr
@@ -43,6 +55,28 @@ _ALWAYS_BLOCKED = {
     "sys._current_frames": "sys._current_frames() reaches the harness thread's frames",
     "sys.settrace": "sys.settrace() observes the harness's frames",
     "sys.setprofile": "sys.setprofile() observes the harness's frames",
+    # A child process has no audit hook: it could read anything the hook protects.
+    "subprocess.Popen": "starting a process (subprocess): child processes escape the harness's checks",
+    "os.exec": "replacing the process (os.exec*) is off limits",
+    "os.posix_spawn": "starting a process (os.posix_spawn): child processes escape the harness's checks",
+    "os.fork": "forking (os.fork): child processes escape the harness's checks",
+    "os.forkpty": "forking (os.forkpty): child processes escape the harness's checks",
+    "os.system": "starting a process (os.system): child processes escape the harness's checks",
+    "pty.spawn": "starting a process (pty.spawn): child processes escape the harness's checks",
+    # ctypes reads and writes raw memory and calls native code, which no audit hook sees.
+    "ctypes.dlopen": "ctypes.dlopen: native code is off limits",
+    "ctypes.dlsym": "ctypes.dlsym: native code is off limits",
+    "ctypes.dlsym/handle": "ctypes.dlsym: native code is off limits",
+    "ctypes.cdata": "ctypes raw memory access (from_address) is off limits",
+    "ctypes.cdata/buffer": "ctypes raw memory access (from_buffer) is off limits",
+    "ctypes.addressof": "ctypes raw memory access (addressof) is off limits",
+    "ctypes.string_at": "ctypes raw memory access (string_at) is off limits",
+    "ctypes.wstring_at": "ctypes raw memory access (wstring_at) is off limits",
+    "ctypes.PyObj_FromPtr": "ctypes raw memory access (PyObj_FromPtr) is off limits",
+    "ctypes.call_function": "ctypes foreign function calls are off limits",
+    # Both would let a path checked by the hook name another file by the time it is opened.
+    "os.chdir": "changing the working directory is off limits",
+    "os.symlink": "creating symlinks is off limits",
 }
 _PATH_EVENTS = {
     "os.remove",
@@ -61,6 +95,7 @@ _PATH_EVENTS = {
 }
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _WATCHED_EVENTS = set(_ALWAYS_BLOCKED) | _PATH_EVENTS | {"open", "sys._getframe", "object.__setattr__"}
+_PROC = "/proc"
 _CODE_ATTRS = ("__code__", "__defaults__", "__kwdefaults__")
 # torch rebinds these itself on a lazy import (torch._dynamo wraps manual_seed on an optimiser's
 # first step); importing torch._dynamo up front to freeze them would cost a second per evaluation.
@@ -137,6 +172,30 @@ def _trusted_entries(modules: list[types.ModuleType]) -> tuple[list[tuple], list
     return entries, functions
 
 
+def _inside(path: str, root: str) -> bool:
+    """Whether path is root or lies beneath it (both absolute and normalised)."""
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _spellings(raw: str) -> tuple[str, str]:
+    """The path as written (made absolute, `//` collapsed) and with symlinks resolved.
+
+    Both are checked: the lexical form cannot be fooled by a patched os.lstat, the resolved one
+    catches /proc/self/root/..., symlinks and `..` through them.
+    """
+    try:
+        lexical = _normpath(_join(_getcwd(), raw))
+    except OSError:  # a deleted cwd
+        lexical = _normpath(raw)
+    if lexical.startswith("//"):  # POSIX keeps a leading //; Linux treats it as /
+        lexical = "/" + lexical.lstrip("/")
+    try:
+        resolved = _realpath(raw)
+    except (OSError, ValueError):
+        resolved = lexical
+    return lexical, resolved
+
+
 def native_thread_count() -> int:
     """Threads of this process, native ones included (Linux); -1 where /proc is missing."""
     try:
@@ -158,8 +217,8 @@ class Guard:
         import torch
 
         self._modules = list(trusted_modules)
-        self._task_dir = _abspath(task_dir)
-        self._private = tuple(_abspath(p) for p in private_dirs)
+        self._task_dirs = tuple({_abspath(task_dir), _realpath(task_dir)})
+        self._private = tuple({form for p in private_dirs for form in (_abspath(p), _realpath(p))})
         self._trusted_files = {f for path in extra_trusted for f in (path, _abspath(path))}
         for module in self._modules:
             path = getattr(module, "__file__", None)
@@ -172,6 +231,9 @@ class Guard:
         entries += _module_entries(threading, "threading", public_only=True)
         entries += _module_entries(gc, "gc", public_only=True)
         entries += _module_entries(math, "math", public_only=True)
+        # The hook resolves paths with these; a candidate that patches them is reported.
+        entries += _module_entries(os, "os", public_only=True)
+        entries += _module_entries(posixpath, "posixpath", public_only=True)
         entries += [(builtins, n, v, f"builtins.{n}") for n, v in vars(builtins).items() if callable(v)]
         entries += [entry for entry in _torch_entries() if entry[3] not in _LAZY_REBOUND]
         trusted, functions = _trusted_entries(self._modules)
@@ -202,16 +264,14 @@ class Guard:
     def _make_hook(self):
         """The audit hook; it reads only its closure so patching module globals cannot disarm it."""
         state, violations, trusted = self._state, self._violations, self._trusted_files
-        task_dir, private, protected = self._task_dir, self._private, self._protected_functions
+        task_dirs, private, protected = self._task_dirs, self._private, self._protected_functions
         watched, always = _WATCHED_EVENTS, _ALWAYS_BLOCKED
-        get_ident, abspath, id_ = _get_ident, _abspath, _id
+        get_ident, abspath, id_, fsdecode, spellings = _get_ident, _abspath, _id, _fsdecode, _spellings
+        inside = _inside
 
         def refuse(reason: str) -> None:
             violations.append(reason)
             raise PermissionError(f"refused by the evaluation harness: {reason}")
-
-        def inside(path, root: str) -> bool:
-            return path == root or path.startswith(root + os.sep)
 
         def hook(event: str, args: tuple) -> None:
             if event not in watched or not state["armed"]:
@@ -231,21 +291,27 @@ class Guard:
             else:
                 raw = args[0] if args else None
                 if isinstance(raw, bytes):
-                    raw = raw.decode(errors="replace")
+                    raw = fsdecode(raw)
                 if not isinstance(raw, str):
-                    return
-                path = abspath(raw)
-                if event == "open" and (path.endswith("/mem") and path.startswith("/proc/")):
-                    refuse(f"opened {raw}: process memory is off limits")
+                    return  # an fd: it came from an open this hook already checked
+                paths = spellings(raw)
+                if event == "open" and any(inside(path, _PROC) for path in paths):
+                    refuse(f"opened {raw}: /proc (process memory, other roots, fds) is off limits")
                 writes = (
                     event != "open"
                     or (isinstance(args[1], str) and any(c in args[1] for c in "wax+"))
                     or (args[1] is None and isinstance(args[2], int) and args[2] & _WRITE_FLAGS)
                 )
-                if writes and inside(path, task_dir):
+                if writes and any(inside(path, root) for path in paths for root in task_dirs):
                     refuse(f"{event} on {raw}: the task folder is read-only")
-                if event == "open" and get_ident() != state["main"] and any(inside(path, p) for p in private):
+                if event != "open" or get_ident() == state["main"]:
+                    return
+                if any(inside(path, root) for path in paths for root in private):
                     refuse(f"read {raw}: the task's data reaches the candidate only through the harness")
+                # os.open's audit event omits dir_fd, so an fd of a folder holding the data would let
+                # a relative open reach it unseen: refuse opening such folders with os.open.
+                if args[1] is None and any(inside(root, path) for path in paths for root in private):
+                    refuse(f"read {raw}: a folder holding the task's data may not be opened as an fd")
 
         return hook
 
@@ -294,3 +360,86 @@ class Guard:
                 f"thread started by the candidate: {_active_count()} Python threads, expected "
                 f"{self._threads} (during {when}); work must finish inside the call, on the calling thread"
             )
+
+
+# Landlock (Linux >= 5.13): the syscall numbers are shared by x86_64 and arm64.
+_SYS_LANDLOCK_CREATE_RULESET, _SYS_LANDLOCK_ADD_RULE, _SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446
+_LANDLOCK_ACCESS_FS_READ_FILE = 1 << 2
+_LANDLOCK_RULE_PATH_BENEATH = 1
+_PR_SET_NO_NEW_PRIVS = 38
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64)]
+
+
+class _PathBeneathAttr(ctypes.Structure):
+    _pack_ = 1  # the kernel's struct landlock_path_beneath_attr is packed
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def _readable_roots(blocked: tuple[str, ...]) -> list[str]:
+    """Paths whose subtrees cover every file except those beneath blocked (resolved) folders.
+
+    Landlock only grants, so the way to deny one folder is to grant each sibling along the path
+    from / down to it. An entry that resolves into or above a blocked folder is never granted.
+    """
+    roots: list[str] = []
+
+    def walk(directory: str) -> None:
+        for name in sorted(_listdir(directory)):
+            path = _join(directory, name)
+            real = _realpath(path)
+            if any(_inside(real, b) for b in blocked):
+                continue
+            if any(_inside(b, real) for b in blocked):
+                if real == path:  # the way down (a link to an ancestor is simply not granted)
+                    walk(path)
+                continue
+            roots.append(path)
+
+    walk("/")
+    return roots
+
+
+def deny_reads(private_dirs: tuple[str, ...]) -> str:
+    """Forbid the calling thread, and processes it starts, to read files beneath private_dirs.
+
+    Call it on the candidate thread before any candidate code runs (Landlock binds the calling
+    thread). Returns "" when in force, else why not (old kernel, a seccomp filter refusing the
+    syscalls); the audit hook still applies either way.
+    """
+    blocked = tuple(_realpath(p) for p in private_dirs)
+    if not blocked:
+        return ""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    attr = _RulesetAttr(_LANDLOCK_ACCESS_FS_READ_FILE)
+    ruleset = libc.syscall(_SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.sizeof(attr), 0)
+    if ruleset < 0:
+        return f"landlock unavailable: {os.strerror(ctypes.get_errno())}"
+    try:
+        try:
+            roots = _readable_roots(blocked)
+        except OSError as exc:
+            return f"landlock not applied: cannot list the folders above the data ({exc})"
+        for root in roots:
+            try:
+                fd = os.open(root, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue  # vanished or unreachable: nothing to grant
+            try:
+                rule = _PathBeneathAttr(_LANDLOCK_ACCESS_FS_READ_FILE, fd)
+                libc.syscall(
+                    _SYS_LANDLOCK_ADD_RULE, ruleset, _LANDLOCK_RULE_PATH_BENEATH, ctypes.byref(rule), 0
+                )
+            finally:
+                os.close(fd)
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            return f"landlock not applied: no_new_privs refused ({os.strerror(ctypes.get_errno())})"
+        if libc.syscall(_SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
+            return f"landlock not applied: {os.strerror(ctypes.get_errno())}"
+    finally:
+        os.close(ruleset)
+    logging.getLogger(__name__).debug("landlock: reads beneath %s denied on this thread", blocked)
+    return ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 
 from discovery_harness.errors import CandidateError
-from discovery_harness.guard import Guard
+from discovery_harness.guard import Guard, deny_reads
 from discovery_harness.worker import CandidateThread, import_candidate
 
 
@@ -25,6 +26,10 @@ class CandidateSession:
     def __init__(self, evaluator_file: str, private_dirs: tuple[str, ...] = (), threads: int = 1) -> None:
         torch.set_num_threads(threads)
         self._worker = CandidateThread(lambda: torch.set_num_threads(threads))
+        # Kernel-enforced, on the candidate thread only, before the Guard arms (it uses ctypes).
+        refused = self._worker.run(deny_reads, tuple(private_dirs)) if private_dirs else ""
+        if refused:
+            logging.getLogger(__name__).warning("private data guarded by the audit hook only: %s", refused)
         harness = [m for name, m in sys.modules.items() if name.split(".")[0] == "discovery_harness"]
         task_dir = os.path.dirname(os.path.abspath(evaluator_file))
         self._guard = Guard(harness, task_dir, private_dirs=private_dirs, extra_trusted=(evaluator_file,))

@@ -1,0 +1,17 @@
+"""Cheat: read the speedrun corpus in a child process, which carries no audit hook."""
+
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+STOLEN = b""
+for entry in list(sys.path):
+    target = os.path.join(os.path.abspath(entry), "data", "corpus.txt")
+    if os.path.isfile(target):
+        try:
+            STOLEN = subprocess.run(["cat", target], capture_output=True, check=False).stdout
+        except OSError:  # a refusal is swallowed; the harness has recorded it anyway
+            pass
+
+from speedrun_model import build_model, build_optimizer, lr_multiplier  # noqa: E402,F401
