@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
-import tempfile
 from pathlib import Path
 
-from discovery.evaluation import parse_result, runner_job
+from discovery.evaluation import evaluate_once
 from discovery.sandbox.process import ProcessSandbox
 from discovery.task import load_task
 
@@ -27,16 +25,14 @@ KERNEL_TASKS = ("rmsnorm_training", "linear_gelu_residual")
 async def measure(task_name: str, runs: int, candidate: Path | None) -> list[dict]:
     """Evaluate one candidate `runs` times, each in a new process sandbox; return the metrics."""
     task = load_task(ROOT / "tasks" / task_name)
+    code = (candidate or task.path / task.spec.candidate).read_text()
     sandbox = ProcessSandbox()
     results = []
-    with tempfile.TemporaryDirectory(prefix="timing-noise-") as tmp:
-        shutil.copy(candidate or task.path / task.spec.candidate, Path(tmp) / task.spec.candidate)
-        for _ in range(runs):
-            result = await sandbox.run(runner_job(task, Path(tmp), "train", 0, {"bench": "timing_noise"}))
-            outcome = parse_result(result)
-            if outcome.status != "ok":
-                raise SystemExit(f"{task_name}: evaluation failed: {outcome.error}")
-            results.append({"score": outcome.score, **outcome.metrics, "wall_s": result.wall_s})
+    for _ in range(runs):
+        outcome = await evaluate_once(sandbox, task, code, "train", 0, {"bench": "timing_noise"})
+        if outcome.status != "ok":
+            raise SystemExit(f"{task_name}: evaluation failed: {outcome.failure}")
+        results.append({"score": outcome.score, **outcome.metrics, "wall_s": outcome.wall_s})
     sandbox.close()
     return results
 

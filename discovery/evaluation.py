@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 import shutil
 import statistics
 import tempfile
@@ -62,8 +63,12 @@ def _tail(data: bytes) -> str:
     return data.decode(errors="replace")[-TAIL_CHARS:]
 
 
-def parse_result(result: SandboxResult) -> Outcome:
-    """Interpret a sandbox run of the runner: limits first, then the runner's own result line."""
+def parse_result(result: SandboxResult, nonce: str) -> Outcome:
+    """Interpret a sandbox run of the runner: limits first, then the runner's own result line.
+
+    The line must be the only one and carry this evaluation's nonce (sent on the runner's stdin): a
+    candidate running inside the evaluator's process can print a line, but it does not know the nonce.
+    """
     tail = _tail(result.stderr)
     if result.error:
         # The backend failed, not the candidate: nothing is recorded, so a resume evaluates it again.
@@ -97,12 +102,22 @@ def parse_result(result: SandboxResult) -> Outcome:
     if not lines:
         why = f"the evaluation ended with exit code {result.exit_code} and no result"
         return Outcome("failed", None, {}, None, why, tail, result.wall_s)
+    if len(lines) > 1:
+        return Outcome(
+            "failed", None, {}, None, f"{len(lines)} result lines: a forged result", tail, result.wall_s
+        )
     try:
-        payload = json.loads(lines[-1][len(RESULT_MARK) :])
+        payload = json.loads(lines[0][len(RESULT_MARK) :])
     except json.JSONDecodeError:
         return Outcome(
             "failed", None, {}, None, "the runner's result line was not valid JSON", tail, result.wall_s
         )
+    if not isinstance(payload, dict) or payload.get("nonce") != nonce:
+        why = "a result line without this evaluation's nonce: a forged result"
+        return Outcome("failed", None, {}, None, why, tail, result.wall_s)
+    if payload.get("status") == "ok" and result.exit_code != 0:
+        why = f"the runner reported a score but exited with code {result.exit_code}"
+        return Outcome("failed", None, {}, None, why, tail, result.wall_s)
     if payload.get("status") != "ok":
         failure = payload.get("error", "unknown error")
         if payload.get("kind") == "evaluator" and payload.get("traceback"):
@@ -118,7 +133,13 @@ def parse_result(result: SandboxResult) -> Outcome:
 
 
 def runner_job(
-    task: Task, candidate_dir: Path, split: str, seed: int, labels: dict[str, str], stage: str | None = None
+    task: Task,
+    candidate_dir: Path,
+    split: str,
+    seed: int,
+    labels: dict[str, str],
+    stage: str | None = None,
+    nonce: str = "",
 ) -> SandboxJob:
     """The sandbox job that runs the trusted runner on one candidate file (at a cheap stage, if named)."""
     argv = (
@@ -140,7 +161,9 @@ def runner_job(
         Mount(RUNNER_DIR, RUNNER_MOUNT),
         Mount(candidate_dir, CANDIDATE_MOUNT),
     )
-    return SandboxJob(argv=argv, mounts=mounts, limits=task_limits(task), labels=labels)
+    return SandboxJob(
+        argv=argv, mounts=mounts, limits=task_limits(task), labels=labels, stdin=f"{nonce}\n".encode()
+    )
 
 
 async def evaluate_once(
@@ -160,10 +183,11 @@ async def evaluate_once(
         path = candidate_dir / task.spec.candidate
         path.write_text(code)
         path.chmod(0o444)
-        result = await sandbox.run(runner_job(task, candidate_dir, split, seed, labels or {}, stage))
+        nonce = secrets.token_hex(16)
+        result = await sandbox.run(runner_job(task, candidate_dir, split, seed, labels or {}, stage, nonce))
     finally:
         shutil.rmtree(candidate_dir, ignore_errors=True)
-    return parse_result(result)
+    return parse_result(result, nonce)
 
 
 async def evaluate(

@@ -114,6 +114,7 @@ def execute(
     try:
         reason = _drive(run_dir, archive, task, config, max_time, console)
     finally:
+        archive.interrupt_unfinished_calls()  # calls cut off by Ctrl-C or a time limit; they still count
         archive.log_event("run_stopped", reason=reason)
     return Outcome(run_dir, reason)
 

@@ -21,9 +21,9 @@ import traceback
 RESULT_MARK = "@@discovery-result@@"
 
 
-def _emit(result_fd: int, payload: dict) -> None:
-    """Write the result line to the private result fd."""
-    line = RESULT_MARK + " " + json.dumps(payload, default=str) + "\n"
+def _emit(result_fd: int, nonce: str, payload: dict) -> None:
+    """Write the result line, signed with this evaluation's nonce, to the private result fd."""
+    line = RESULT_MARK + " " + json.dumps({**payload, "nonce": nonce}, default=str) + "\n"
     os.write(result_fd, line.encode())
 
 
@@ -67,6 +67,13 @@ def main() -> int:
     parser.add_argument("--stage", default=None)
     args = parser.parse_args()
 
+    # The host sends a fresh nonce on stdin (never argv or env: both are readable through /proc).
+    # It lives only in this frame, so a forged result line from candidate code lacks it.
+    nonce = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.readline().strip()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
     # Keep the real stdout for the result only; send everything else to stderr.
     result_fd = os.dup(1)
     os.set_inheritable(result_fd, False)
@@ -97,6 +104,7 @@ def main() -> int:
         kind = "candidate" if isinstance(exc, CandidateError) else "evaluator"
         _emit(
             result_fd,
+            nonce,
             {
                 "status": "error",
                 "kind": kind,
@@ -105,7 +113,7 @@ def main() -> int:
             },
         )
         return 1
-    _emit(result_fd, {"status": "ok", "score": score, "metrics": metrics, "feedback": feedback})
+    _emit(result_fd, nonce, {"status": "ok", "score": score, "metrics": metrics, "feedback": feedback})
     return 0
 
 

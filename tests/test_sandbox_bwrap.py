@@ -11,6 +11,14 @@ import pytest
 from discovery.sandbox.base import Limits, SandboxResult, SandboxUnavailable
 from discovery.sandbox.bwrap import BwrapSandbox, bwrap_argv
 from tests.sandbox_fixtures import make_task, parse_result
+from tests.test_sandbox_process import (
+    LAUNCHERS,
+    REPORT_LIMITS,
+    _cgroups_work,
+    assert_rlimits,
+    expected_rlimits,
+    run_watching_cgroup,
+)
 
 pytestmark = pytest.mark.bwrap
 
@@ -112,3 +120,40 @@ def test_missing_interpreter_reports_a_backend_error(tmp_path: Path) -> None:
     result = run(sandbox, task.job())
     assert result.exit_code != 0
     assert parse_result(result) is None
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_every_rlimit_is_applied_without_a_cgroup(tmp_path: Path, launcher: str) -> None:
+    try:
+        sandbox = BwrapSandbox(use_cgroup=False, launcher=LAUNCHERS[launcher])
+    except SandboxUnavailable as exc:
+        pytest.skip(str(exc))
+    task = make_task(tmp_path, REPORT_LIMITS)
+    limits = Limits(timeout_s=20, cpus=1, memory_mb=700, pids=40, file_size_mb=3)
+    result = run(sandbox, task.job(limits))
+    # uid 65534 inside: the kernel enforces RLIMIT_NPROC for it (and counts only its own tasks).
+    assert_rlimits(result, expected_rlimits(limits, address_space=True, nproc=limits.pids))
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_cgroup_and_rlimits_are_applied(
+    tmp_path: Path, launcher: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    try:
+        sandbox = BwrapSandbox(use_cgroup=True, launcher=LAUNCHERS[launcher])
+    except SandboxUnavailable as exc:
+        pytest.skip(str(exc))
+    if not _cgroups_work():
+        pytest.skip("no writable cgroup on this machine")
+    task = make_task(tmp_path, REPORT_LIMITS)
+    limits = Limits(timeout_s=20, memory_mb=300, pids=24, file_size_mb=3)
+    result, members, cgroup = asyncio.run(
+        run_watching_cgroup(sandbox, task.job(limits), task.candidate_dir / "go", monkeypatch)
+    )
+    assert members and all(members), members  # bwrap and the job sat in every controller's folder
+    assert_rlimits(
+        result,
+        expected_rlimits(
+            limits, address_space=not cgroup.has_memory, nproc=None if cgroup.has_pids else limits.pids
+        ),
+    )

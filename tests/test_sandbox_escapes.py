@@ -9,9 +9,11 @@ backend has no network or file-system isolation) are not run on it; the skip say
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from discovery import evaluation
 from discovery.errors import UserError
 from discovery.sandbox import choose
 from discovery.sandbox.base import Limits, Sandbox, SandboxResult, SandboxUnavailable
@@ -346,15 +349,19 @@ def test_kill_host_processes(backend: Sandbox, make_attack) -> None:
     assert_host_unchanged(a, result)  # the sentinel, the listener and this test are all alive
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner.py weakness, not a sandbox escape: a candidate running in the evaluator's process can "
-    "write a fake result line to the runner's private result fd and exit before the runner does",
-)
 def test_forged_result_line(backend: Sandbox, make_attack) -> None:
+    # The candidate runs inside the evaluator's process and writes a fake result line to every fd,
+    # then exits before the runner can. The host only accepts a line signed with the per-evaluation
+    # nonce that it sent on the runner's stdin, so the forgery is caught and recorded as such.
     a = make_attack("forge_result")
-    result = run(backend, a)
-    assert score(result) != 1e9
+    nonce = secrets.token_hex(16)
+    job = dataclasses.replace(
+        a.task.job(LIMITS, labels={"discovery.test": a.name}), stdin=f"{nonce}\n".encode()
+    )
+    result = asyncio.run(backend.run(job))
+    outcome = evaluation.parse_result(result, nonce)
+    assert outcome.status == "failed" and outcome.score is None
+    assert "forged" in outcome.failure
 
 
 def test_auto_never_picks_the_process_backend(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from discovery.sandbox.base import PYTHON, Limits, Mount, SandboxJob
+from discovery.sandbox.base import PYTHON, Limits, Mount, SandboxJob, SandboxResult
 from discovery.sandbox.cgroup import Cgroup
-from discovery.sandbox.process import ProcessSandbox, rewrite_argv, sandbox_env
+from discovery.sandbox.process import (
+    Launcher,
+    ProcessSandbox,
+    rewrite_argv,
+    rlimits,
+    run_group,
+    sandbox_env,
+)
 from tests.sandbox_fixtures import make_task, parse_result
 
 
@@ -259,3 +269,154 @@ def test_without_cgroup_uses_rlimits(tmp_path: Path) -> None:
     result = run(task.job(Limits(timeout_s=20, memory_mb=700)), ProcessSandbox(use_cgroup=False))
     assert parse_result(result)["score"] == 700.0
     assert sys.executable  # the interpreter the backend defaults to
+
+
+# --- limits applied without a preexec_fn (argv prefixes), and by the preexec_fn fallback ---
+
+LAUNCHERS = {"prefix": Launcher.find(), "preexec": Launcher(prlimit=None, shell=None)}
+REPORT_LIMITS = """
+import json, os, sys, time
+cand = sys.argv[sys.argv.index("--candidate") + 1]
+go = os.path.join(os.path.dirname(cand), "go")
+for _ in range(1500):  # a test may hold the job here while it inspects the cgroup from the host
+    if not os.path.exists(go + ".wait") or os.path.exists(go):
+        break
+    time.sleep(0.01)
+print("LIMITS=" + json.dumps(open("/proc/self/limits").read()), file=sys.stderr)
+"""
+
+
+def read_limits(result: SandboxResult) -> dict[str, tuple[str, str]]:
+    """The job's /proc/self/limits as {name: (soft, hard)}, from what REPORT_LIMITS printed."""
+    text = json.loads(result.stderr.decode().split("LIMITS=")[1].splitlines()[0])
+    out = {}
+    for line in text.splitlines()[1:]:
+        name, soft, hard, *_units = re.split(r"\s{2,}", line.strip())
+        out[name] = (soft, hard)
+    return out
+
+
+def expected_rlimits(limits: Limits, *, address_space: bool, nproc: int | None) -> dict[str, int | None]:
+    """What /proc/self/limits must show (soft = hard) for limits; None: this rlimit is not ours to set."""
+    mib = 1024 * 1024
+    return {
+        "Max cpu time": math.ceil(limits.timeout_s * max(1.0, limits.cpus)) + 2,
+        "Max file size": limits.file_size_mb * mib,
+        "Max core file size": 0,
+        "Max open files": 1024,
+        "Max address space": limits.memory_mb * mib if address_space else None,
+        "Max processes": nproc,
+    }
+
+
+def assert_rlimits(result: SandboxResult, expected: dict[str, int | None]) -> None:
+    """Each expected rlimit is in force in the job, soft and hard alike."""
+    assert parse_result(result)["status"] == "ok", result.stderr[-2000:]
+    seen = read_limits(result)
+    for name, value in expected.items():
+        if value is not None:
+            assert seen[name] == (str(value), str(value)), (name, seen[name])
+
+
+async def run_watching_cgroup(
+    sandbox, job: SandboxJob, go: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[SandboxResult, list[set[int]], Cgroup]:
+    """Run a REPORT_LIMITS job; while it waits, record every member of each of its cgroup folders."""
+    created: list[Cgroup] = []
+    real_create = Cgroup.create
+
+    def create(limits: Limits, labels: dict[str, str] | None = None) -> Cgroup | None:
+        cgroup = real_create(limits, labels)
+        created.append(cgroup)
+        return cgroup
+
+    monkeypatch.setattr(Cgroup, "create", create)
+    (go.parent / (go.name + ".wait")).write_text("")
+    running = asyncio.ensure_future(sandbox.run(job))
+    members: list[set[int]] = []
+    try:
+        for _ in range(1000):
+            if created and all(cgroup_members(d) for d in created[0].dirs):
+                members = [cgroup_members(d) for d in created[0].dirs]
+                break
+            if running.done():
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        go.write_text("")
+    return await running, members, created[0]
+
+
+def cgroup_members(folder: Path) -> set[int]:
+    """The pids in one cgroup folder now (empty once it is gone)."""
+    try:
+        return {int(x) for x in (folder / "cgroup.procs").read_text().split()}
+    except OSError:
+        return set()
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_every_rlimit_is_applied(tmp_path: Path, launcher: str) -> None:
+    task = make_task(tmp_path, REPORT_LIMITS)
+    limits = Limits(timeout_s=20, cpus=1, memory_mb=700, pids=40, file_size_mb=3)
+    result = run(task.job(limits), ProcessSandbox(use_cgroup=False, launcher=LAUNCHERS[launcher]))
+    expected = expected_rlimits(limits, address_space=True, nproc=limits.pids)
+    if os.geteuid() != 0:
+        expected["Max processes"] = None  # the uid's current task count is added: checked below
+        assert int(read_limits(result)["Max processes"][0]) >= limits.pids
+    assert_rlimits(result, expected)
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_cgroup_is_joined_before_the_job_runs(
+    tmp_path: Path, launcher: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not _cgroups_work():
+        pytest.skip("no writable cgroup on this machine")
+    task = make_task(tmp_path, REPORT_LIMITS)
+    limits = Limits(timeout_s=20, memory_mb=300, pids=24, file_size_mb=3)
+    sandbox = ProcessSandbox(use_cgroup=True, launcher=LAUNCHERS[launcher])
+    result, members, cgroup = asyncio.run(
+        run_watching_cgroup(sandbox, task.job(limits), task.candidate_dir / "go", monkeypatch)
+    )
+    # The job sat in every controller's folder (memory and pids) while it ran.
+    assert members and all(members), members
+    assert cgroup.has_memory and cgroup.has_pids
+    # With the cgroup's RSS cap the address-space rlimit is left off (torch needs the room).
+    assert read_limits(result)["Max address space"] != (str(300 * 1024 * 1024),) * 2
+    assert_rlimits(result, expected_rlimits(limits, address_space=False, nproc=None))
+
+
+def test_launcher_needs_no_preexec_fn(tmp_path: Path) -> None:
+    launcher = Launcher.find()
+    if launcher.prlimit is None or launcher.shell is None:
+        pytest.skip("prlimit (util-linux) or /bin/sh is missing: the preexec_fn fallback is used")
+    cgroup = Cgroup([tmp_path / "cg"], v2=True, has_memory=True, has_pids=True)
+    pairs = rlimits(Limits(), address_space=True, nproc=10)
+    argv, preexec = launcher.wrap(["/bin/true", "x"], pairs, cgroup)
+    assert preexec is None  # so CPython vforks instead of copying this process's page tables
+    assert argv[0] == launcher.shell and argv[-2:] == ["/bin/true", "x"]
+    assert argv[argv.index(launcher.prlimit) :][-3:] == ["--", "/bin/true", "x"]
+    fallback_argv, fallback = Launcher(None, None).wrap(["/bin/true"], pairs, cgroup)
+    assert fallback_argv == ["/bin/true"] and fallback is not None
+
+
+def test_failed_cgroup_join_never_starts_the_job(tmp_path: Path) -> None:
+    if Launcher.find().shell is None:
+        pytest.skip("no /bin/sh: the cgroup is joined by a preexec_fn")
+    marker = tmp_path / "ran"
+    missing = Cgroup([tmp_path / "no-such-cgroup"], v2=True, has_memory=True, has_pids=True)
+    limits = Limits(timeout_s=10)
+    result = asyncio.run(
+        run_group(
+            [sys.executable, "-c", f"open({str(marker)!r}, 'w')"],
+            env=sandbox_env(limits, str(tmp_path)),
+            cwd=str(tmp_path),
+            limits=limits,
+            rlimit_pairs=rlimits(limits, address_space=True, nproc=None),
+            cgroup=missing,
+            launcher=Launcher.find(),
+        )
+    )
+    assert result.exit_code == 125
+    assert not marker.exists()

@@ -44,6 +44,9 @@ class SandboxJob:
     mounts: tuple[Mount, ...]
     limits: Limits
     labels: dict[str, str] = dataclasses.field(default_factory=dict)  # e.g. run id, for cleanup
+    # Written to the job's stdin, then closed: the runner reads the per-evaluation result nonce here,
+    # since argv and the environment are readable by the candidate through /proc.
+    stdin: bytes = b""
 
 
 @dataclasses.dataclass

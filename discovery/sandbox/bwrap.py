@@ -31,6 +31,8 @@ The command line, flag by flag (see `bwrap_argv`):
 Limits: a per-job cgroup (memory, pids) where this process may create one, since RLIMIT_AS
 breaks torch's large virtual reservations; RLIMIT_AS and RLIMIT_NPROC otherwise. The other
 rlimits (CPU, FSIZE, CORE, NOFILE) always apply. The wall clock is enforced by the host.
+bwrap inherits them from the `sh` (cgroup join) and `prlimit` prefixes in front of it, which set
+them without a preexec_fn, so spawning can vfork (see discovery/sandbox/process.py).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import sys
 from discovery.sandbox.base import PYTHON, Limits, SandboxJob, SandboxResult, SandboxUnavailable
 from discovery.sandbox.cgroup import Cgroup
 from discovery.sandbox.hostpaths import python_dirs, system_entries
-from discovery.sandbox.process import make_preexec, rlimits, run_group, sandbox_env
+from discovery.sandbox.process import Launcher, rlimits, run_group, sandbox_env
 
 NOBODY = 65534
 SANDBOX_HOME = "/tmp"
@@ -58,6 +60,8 @@ def bwrap_argv(job: SandboxJob, *, bwrap: str, setpriv: str | None, python: str,
     else:
         argv += ["--unshare-all", "--uid", str(NOBODY), "--gid", str(NOBODY)]
     argv += ["--die-with-parent", "--new-session", "--tmpfs", "/"]
+    # /tmp first: binds below it (a venv or checkout under /tmp) must land on top of it, not under it.
+    argv += ["--perms", "1777", "--size", str(limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
     for path, link in system_entries():
         argv += ["--symlink", link, path] if link is not None else ["--ro-bind", path, path]
     for d in python_dirs(python):
@@ -69,7 +73,6 @@ def bwrap_argv(job: SandboxJob, *, bwrap: str, setpriv: str | None, python: str,
         for p in reversed(parents):
             argv += ["--perms", "0755", "--dir", p]
         argv += ["--ro-bind", d, d]
-    argv += ["--perms", "1777", "--size", str(limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
     for m in job.mounts:
         argv += ["--ro-bind", str(m.host), m.target]
     argv += ["--proc", "/proc", "--dev", "/dev"]
@@ -105,7 +108,9 @@ class BwrapSandbox:
     name = "bwrap"
     isolates_network = True
 
-    def __init__(self, python: str | None = None, *, use_cgroup: bool = True) -> None:
+    def __init__(
+        self, python: str | None = None, *, use_cgroup: bool = True, launcher: Launcher | None = None
+    ) -> None:
         self.bwrap = shutil.which("bwrap")
         if self.bwrap is None:
             raise SandboxUnavailable(
@@ -119,6 +124,7 @@ class BwrapSandbox:
             )
         self.python = python or sys.executable
         self.use_cgroup = use_cgroup
+        self.launcher = launcher or Launcher.find()
 
     async def run(self, job: SandboxJob) -> SandboxResult:
         """Run one job to completion or until a limit stops it."""
@@ -138,8 +144,10 @@ class BwrapSandbox:
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},  # bwrap's own; the job's is set inside
                 cwd="/",
                 limits=limits,
-                preexec=make_preexec(pairs, cgroup),
+                rlimit_pairs=pairs,
                 cgroup=cgroup,
+                launcher=self.launcher,
+                stdin=job.stdin,
             )
         finally:
             if cgroup is not None:

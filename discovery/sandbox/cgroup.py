@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import signal
 import time
 import uuid
@@ -125,6 +126,14 @@ class Cgroup:
     def procs_files(self) -> list[str]:
         """The cgroup.procs files a child writes its pid into to join (all controllers)."""
         return [str(d / "cgroup.procs") for d in self.dirs]
+
+    def join_argv(self, shell: str) -> list[str]:
+        """An argv prefix whose shell moves itself into this cgroup, then execs the rest (same pid).
+
+        It fails closed: if a join fails, the shell exits 125 and the job never starts.
+        """
+        joins = "".join(f"echo $$ >{shlex.quote(p)} || exit 125\n" for p in self.procs_files())
+        return [shell, "-c", joins + 'exec "$@"', "discovery-cgroup-join"]
 
     def pids(self) -> set[int]:
         """Every process in the cgroup now."""

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -163,6 +164,7 @@ class DockerSandbox:
             "labels": {RUN_LABEL: self.run_id, **job.labels},
             "host_config": host_config,
             "network_disabled": True,
+            "stdin_open": bool(job.stdin),
         }
 
     async def run(self, job: SandboxJob) -> SandboxResult:
@@ -182,7 +184,7 @@ class DockerSandbox:
                     None, b"", b"", time.monotonic() - start, error=f"docker create failed: {exc}"
                 )
             container = created["Id"]
-            return await self._run_created(container, job.limits, start)
+            return await self._run_created(container, job.limits, start, job.stdin)
         except BaseException:
             if container is not None:
                 # Cancelled or crashed: remove synchronously, so nothing is left even if the loop stops now.
@@ -195,7 +197,9 @@ class DockerSandbox:
             if gpus:
                 self._release_gpus(gpus)
 
-    async def _run_created(self, container: str, limits: Limits, start: float) -> SandboxResult:
+    async def _run_created(
+        self, container: str, limits: Limits, start: float, stdin: bytes = b""
+    ) -> SandboxResult:
         """Attach, start and watch a created container until it exits or a limit is hit."""
         loop = asyncio.get_running_loop()
         out, err = bytearray(), bytearray()
@@ -224,7 +228,14 @@ class DockerSandbox:
             stream = await self._call(
                 self.api.attach, container, stdout=True, stderr=True, stream=True, logs=True, demux=True
             )
+            feed = (
+                await self._call(self.api.attach_socket, container, {"stdin": 1, "stream": 1})
+                if stdin
+                else None
+            )
             await self._call(self.api.start, container)
+            if feed is not None:
+                await self._call(_send_and_close, feed, stdin)
         except Exception as exc:  # noqa: BLE001 - engine errors are the backend's, reported not raised
             return SandboxResult(
                 None, b"", b"", time.monotonic() - start, error=f"docker start failed: {exc}"
@@ -287,6 +298,16 @@ class DockerSandbox:
             except Exception as exc:  # noqa: BLE001 - an engine gone away must not hide the run's own outcome
                 log.warning("could not clean up containers of run %s: %s", self.run_id, exc)
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _send_and_close(feed: Any, data: bytes) -> None:
+    """Write a job's stdin through an attach socket, then close it so the container sees EOF."""
+    raw = getattr(feed, "_sock", feed)
+    try:
+        raw.sendall(data)
+        raw.shutdown(socket.SHUT_WR)
+    finally:
+        feed.close()
 
 
 def cleanup_stale(client: Any | None = None, run_label: str | None = None) -> int:

@@ -2,12 +2,20 @@
 
 It limits resources only: no network or file-system isolation. Use it where neither Docker nor
 bubblewrap exists, and only when the user names it.
+
+Spawning: limits are applied by argv prefixes run in the child (`sh -c 'echo $$ > cgroup.procs'`
+to join a cgroup, then util-linux `prlimit --cpu=.. -- cmd`), never by a preexec_fn. A preexec_fn
+makes CPython fork() instead of vfork(), and fork() copies the page tables of this big host process
+(~30 ms with litellm and torch imported) while the event loop waits. Without one, CPython vforks
+(start_new_session and close_fds do not prevent it): the loop is blocked only until exec.
+The preexec_fn path remains as a fallback where prlimit or /bin/sh is missing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -27,6 +35,15 @@ log = logging.getLogger(__name__)
 _CHUNK = 65536
 _EOF_GRACE_S = 0.5  # after the child exits, how long to wait for pipes held by strays
 _NOFILE = 1024
+_SHELL = "/bin/sh"
+_PRLIMIT_FLAGS = {
+    resource.RLIMIT_CPU: "--cpu",
+    resource.RLIMIT_FSIZE: "--fsize",
+    resource.RLIMIT_CORE: "--core",
+    resource.RLIMIT_NOFILE: "--nofile",
+    resource.RLIMIT_AS: "--as",
+    resource.RLIMIT_NPROC: "--nproc",
+}
 
 
 def sandbox_env(limits: Limits, home: str) -> dict[str, str]:
@@ -64,22 +81,77 @@ def rlimits(limits: Limits, *, address_space: bool, nproc: int | None) -> list[t
     return pairs
 
 
+def lowered(pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Each value capped at our own hard limit, which the child inherits: it can only lower them."""
+    out = []
+    for res, value in pairs:
+        _soft, hard = resource.getrlimit(res)
+        if hard != resource.RLIM_INFINITY and hard < value:
+            value = hard  # raising a hard limit needs privileges we may lack
+        out.append((res, value))
+    return out
+
+
+def prlimit_argv(prlimit: str, pairs: Sequence[tuple[int, int]]) -> list[str]:
+    """`prlimit --cpu=N ... --`: sets soft and hard limits on itself, then execs the rest of argv."""
+    return [prlimit, *(f"{_PRLIMIT_FLAGS[res]}={value}" for res, value in lowered(pairs)), "--"]
+
+
 def make_preexec(pairs: Sequence[tuple[int, int]], cgroup: Cgroup | None) -> Callable[[], None]:
-    """A preexec_fn that joins the cgroup and lowers the rlimits in the child, before exec."""
+    """A preexec_fn that joins the cgroup and lowers the rlimits in the child (fallback: forces fork)."""
     procs_files = cgroup.procs_files() if cgroup is not None else []
+    values = lowered(pairs)
 
     def preexec() -> None:
         # Join first, so everything the child ever forks is counted and can be killed.
         for path in procs_files:
             with open(path, "w") as fh:
                 fh.write(str(os.getpid()))
-        for res, value in pairs:
-            _soft, hard = resource.getrlimit(res)
-            if hard != resource.RLIM_INFINITY and hard < value:
-                value = hard  # can only lower: raising a hard limit needs privileges we may lack
+        for res, value in values:
             resource.setrlimit(res, (value, value))
 
     return preexec
+
+
+@dataclasses.dataclass(frozen=True)
+class Launcher:
+    """How a child gets its cgroup and rlimits before exec: argv prefixes, so CPython can vfork.
+
+    prlimit or shell None means that part falls back to a preexec_fn (and so to fork()).
+    """
+
+    prlimit: str | None
+    shell: str | None
+
+    @classmethod
+    def find(cls) -> Launcher:
+        """Locate util-linux prlimit and /bin/sh; log the slow fallback when one is missing."""
+        prlimit = shutil.which("prlimit") or shutil.which("prlimit", path="/usr/bin:/bin:/usr/sbin:/sbin")
+        shell = _SHELL if os.access(_SHELL, os.X_OK) else None
+        if prlimit is None:
+            log.debug("prlimit (util-linux) not found: rlimits via preexec_fn, each spawn forks")
+        if shell is None:
+            log.debug("%s not found: cgroup join via preexec_fn, each spawn forks", _SHELL)
+        return cls(prlimit, shell)
+
+    def wrap(
+        self, argv: Sequence[str], pairs: Sequence[tuple[int, int]], cgroup: Cgroup | None
+    ) -> tuple[list[str], Callable[[], None] | None]:
+        """argv behind the cgroup-join and prlimit prefixes, and the preexec_fn still needed (or None)."""
+        prefix: list[str] = []
+        join = cgroup
+        if cgroup is not None and self.shell is not None:
+            # Joined in the child before exec, not by the parent after spawn: no window in which
+            # the job runs (and forks) outside its cgroup, and a v1 attach (synchronize_rcu, ms)
+            # stalls the child, not the event loop.
+            prefix += cgroup.join_argv(self.shell)
+            join = None
+        rest = pairs
+        if pairs and self.prlimit is not None:
+            prefix += prlimit_argv(self.prlimit, pairs)
+            rest = []
+        preexec = make_preexec(rest, join) if rest or join is not None else None
+        return prefix + list(argv), preexec
 
 
 def user_task_count(uid: int) -> int:
@@ -144,29 +216,55 @@ class _Capture:
             self.used += len(chunk)
 
 
+async def spawn(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str],
+    cwd: str,
+    preexec: Callable[[], None] | None,
+    stdin: bytes = b"",
+) -> asyncio.subprocess.Process:
+    """Start argv in its own session with piped output; vfork()s unless a preexec_fn is given."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,  # own session and process group: killpg reaches every child
+        preexec_fn=preexec,
+        close_fds=True,
+    )
+    if stdin:
+        assert proc.stdin is not None
+        # Small (a nonce): fits the pipe buffer, so this never blocks on a child that does not read.
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+    return proc
+
+
 async def run_group(
     argv: Sequence[str],
     *,
     env: dict[str, str],
     cwd: str,
     limits: Limits,
-    preexec: Callable[[], None] | None,
+    rlimit_pairs: Sequence[tuple[int, int]],
     cgroup: Cgroup | None = None,
+    launcher: Launcher,
+    stdin: bytes = b"",
 ) -> SandboxResult:
     """Run argv in a new session; kill the whole group at timeout, on output overflow and after exit."""
     start = time.monotonic()
+    # The prefixes exec argv[0] themselves, where a failure is only an exit status: check it here,
+    # so a missing interpreter stays a backend error, as when we exec'd it directly.
+    exe = argv[0] if "/" not in argv[0] else os.path.join(cwd, argv[0])  # relative: from the child's cwd
+    if shutil.which(exe, path=env.get("PATH", os.defpath)) is None:
+        return SandboxResult(None, b"", b"", 0.0, error=f"could not start {argv[0]}: no such executable file")
+    full_argv, preexec = launcher.wrap(argv, rlimit_pairs, cgroup)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,  # own session and process group: killpg reaches every child
-            preexec_fn=preexec,
-            close_fds=True,
-        )
+        proc = await spawn(full_argv, env=env, cwd=cwd, preexec=preexec, stdin=stdin)
     except (OSError, subprocess_error()) as exc:
         return SandboxResult(
             None, b"", b"", time.monotonic() - start, error=f"could not start {argv[0]}: {exc}"
@@ -267,9 +365,12 @@ class ProcessSandbox:
     name = "process"
     isolates_network = False
 
-    def __init__(self, python: str | None = None, *, use_cgroup: bool = False) -> None:
+    def __init__(
+        self, python: str | None = None, *, use_cgroup: bool = False, launcher: Launcher | None = None
+    ) -> None:
         self.python = python or sys.executable
         self.use_cgroup = use_cgroup
+        self.launcher = launcher or Launcher.find()
 
     async def run(self, job: SandboxJob) -> SandboxResult:
         """Run one job in a private temporary working directory, removed afterwards."""
@@ -288,8 +389,10 @@ class ProcessSandbox:
                 env=sandbox_env(limits, home),
                 cwd=home,
                 limits=limits,
-                preexec=make_preexec(pairs, cgroup),
+                rlimit_pairs=pairs,
                 cgroup=cgroup,
+                launcher=self.launcher,
+                stdin=job.stdin,
             )
         finally:
             if cgroup is not None:
