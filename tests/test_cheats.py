@@ -2,50 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
 
+from tests.runner_call import run_runner
+
 pytest.importorskip("torch")
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEATS = ROOT / "tests" / "cheats"
-RUNNER = ROOT / "sandboxes" / "runner.py"
 RMSNORM = ROOT / "tasks" / "rmsnorm_training"
-MARK = "@@discovery-result@@"
-
-
-def run_candidate(task: Path, candidate: Path, split: str = "train", seed: int = 0) -> dict:
-    """Run the real runner in a fresh interpreter and parse its one result line."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            "-B",
-            str(RUNNER),
-            "--task",
-            str(task),
-            "--candidate",
-            str(candidate),
-            "--split",
-            split,
-            "--seed",
-            str(seed),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
-    assert len(lines) == 1, f"no result line; stderr:\n{proc.stderr[-3000:]}"
-    return json.loads(lines[0][len(MARK) :])
-
 
 CAUGHT = [
     ("patch_perf_counter.py", "timer patched: time.perf_counter"),
@@ -69,14 +39,14 @@ CAUGHT = [
 
 @pytest.mark.parametrize(("cheat", "reason"), CAUGHT, ids=[c for c, _ in CAUGHT])
 def test_cheat_is_caught(cheat: str, reason: str) -> None:
-    result = run_candidate(RMSNORM, CHEATS / cheat)
+    result = run_runner(RMSNORM, CHEATS / cheat)
     assert result["status"] == "error", result
     assert result["kind"] == "candidate", result
     assert reason in result["error"], result["error"]
 
 
 def test_seed_scores_about_one() -> None:
-    result = run_candidate(RMSNORM, RMSNORM / "program.py")
+    result = run_runner(RMSNORM, RMSNORM / "program.py")
     assert result["status"] == "ok", result
     # A ratio sanity band, not a timed assertion: the seed is the reference itself.
     assert 0.7 < result["score"] < 1.4, result
@@ -85,13 +55,13 @@ def test_seed_scores_about_one() -> None:
 
 
 def test_slower_candidate_scores_below_one() -> None:
-    result = run_candidate(RMSNORM, CHEATS / "slower.py")
+    result = run_runner(RMSNORM, CHEATS / "slower.py")
     assert result["status"] == "ok", result
     assert result["score"] < 1.0, result
 
 
 def test_faster_candidate_scores_above_one() -> None:
-    result = run_candidate(RMSNORM, CHEATS / "faster.py")
+    result = run_runner(RMSNORM, CHEATS / "faster.py")
     assert result["status"] == "ok", result
     assert result["score"] > 1.0, result
 
@@ -99,7 +69,7 @@ def test_faster_candidate_scores_above_one() -> None:
 def test_speedrun_data_edit_is_refused(tmp_path: Path) -> None:
     task = tmp_path / "tiny_gpt_speedrun"
     shutil.copytree(ROOT / "tasks" / "tiny_gpt_speedrun", task)
-    result = run_candidate(task, CHEATS / "edit_speedrun_data.py")
+    result = run_runner(task, CHEATS / "edit_speedrun_data.py")
     assert result["status"] == "error", result
     assert result["kind"] == "candidate", result
     assert "the task folder is read-only" in result["error"], result["error"]
@@ -110,19 +80,19 @@ def test_speedrun_edited_data_fails_the_hash_check(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "tasks" / "tiny_gpt_speedrun", task)
     corpus = task / "data" / "corpus.txt"
     corpus.write_text("aaaa " * 40000)  # what a cheat with a writable mount would leave behind
-    result = run_candidate(task, task / "program.py")
+    result = run_runner(task, task / "program.py")
     assert result["status"] == "error", result
     assert "sha256" in result["error"], result["error"]
 
 
 def test_speedrun_reading_the_data_is_refused(tmp_path: Path) -> None:
-    result = run_candidate(ROOT / "tasks" / "tiny_gpt_speedrun", CHEATS / "read_speedrun_data.py")
+    result = run_runner(ROOT / "tasks" / "tiny_gpt_speedrun", CHEATS / "read_speedrun_data.py")
     assert result["status"] == "error", result
     assert "reaches the candidate only through the harness" in result["error"], result["error"]
 
 
 def test_speedrun_future_peeking_model_is_caught() -> None:
-    result = run_candidate(ROOT / "tasks" / "tiny_gpt_speedrun", CHEATS / "peek_future_tokens.py")
+    result = run_runner(ROOT / "tasks" / "tiny_gpt_speedrun", CHEATS / "peek_future_tokens.py")
     assert result["status"] == "error", result
     assert "causal" in result["error"], result["error"]
 
@@ -137,7 +107,7 @@ DATA_BYPASSES = [
 
 @pytest.mark.parametrize(("cheat", "reason"), DATA_BYPASSES, ids=[c for c, _ in DATA_BYPASSES])
 def test_speedrun_data_bypass_is_refused(cheat: str, reason: str) -> None:
-    result = run_candidate(ROOT / "tasks" / "tiny_gpt_speedrun", CHEATS / cheat)
+    result = run_runner(ROOT / "tasks" / "tiny_gpt_speedrun", CHEATS / cheat)
     assert result["status"] == "error", result
     assert result["kind"] == "candidate", result
     assert reason in result["error"], result["error"]
@@ -161,7 +131,7 @@ def test_speedrun_native_read_is_denied_by_the_kernel(tmp_path: Path) -> None:
     why = _landlock_works(tmp_path)
     if why:
         pytest.skip(why)
-    result = run_candidate(ROOT / "tasks" / "tiny_gpt_speedrun", CHEATS / "read_data_from_file.py")
+    result = run_runner(ROOT / "tasks" / "tiny_gpt_speedrun", CHEATS / "read_data_from_file.py")
     assert result["status"] == "error", result
     assert "from_file outcome" in result["error"], result["error"]
     assert "LEAKED" not in result["error"], result["error"]

@@ -20,9 +20,16 @@ def solve(x: float) -> str:
     return f"```python\ndef solve():\n    return {x}\n```"
 
 
+def cli_env(archive: Path) -> dict[str, str]:
+    """The host environment minus any DISCOVERY_* settings, pointed at this test's archive."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DISCOVERY_")},
+        "DISCOVERY_ARCHIVE": str(archive),
+    }
+
+
 def cli(*args: str, archive: Path, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISCOVERY_")}
-    env["DISCOVERY_ARCHIVE"] = str(archive)
+    env = cli_env(archive)
     proc = subprocess.run(
         [sys.executable, "-m", "discovery", *args], capture_output=True, text=True, env=env, timeout=timeout
     )
@@ -32,11 +39,9 @@ def cli(*args: str, archive: Path, check: bool = False, timeout: float = 120) ->
 
 
 def start_cli(*args: str, archive: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISCOVERY_")}
-    env["DISCOVERY_ARCHIVE"] = str(archive)
     return subprocess.Popen(
         [sys.executable, "-m", "discovery", *args],
-        env=env,
+        env=cli_env(archive),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

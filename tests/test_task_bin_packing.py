@@ -6,9 +6,7 @@ import importlib.util
 import json
 import re
 import shutil
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from types import ModuleType
 
@@ -16,11 +14,10 @@ import numpy as np
 import pytest
 
 from discovery.task import find_problems, load_task
+from tests.runner_call import rejected, run_source
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = ROOT / "tasks" / "bin_packing"
-RUNNER = ROOT / "sandboxes" / "runner.py"
-RESULT_MARK = "@@discovery-result@@ "
 
 FIRST_FIT = """
 import numpy as np
@@ -39,39 +36,6 @@ def priority(item, bins):
     score[index] -= (bins[index] - item) ** 4
     return score
 """
-
-
-def run_runner(task: Path, code: str, tmp_path: Path, split: str = "train", stage: str | None = None) -> dict:
-    """Score candidate source with the real runner in a subprocess; return the parsed result line."""
-    candidate = tmp_path / "program.py"
-    candidate.write_text(textwrap.dedent(code))
-    cmd = [
-        sys.executable,
-        "-I",
-        "-B",
-        str(RUNNER),
-        "--task",
-        str(task),
-        "--candidate",
-        str(candidate),
-        "--split",
-        split,
-        "--seed",
-        "0",
-    ]
-    proc = subprocess.run(
-        cmd + (["--stage", stage] if stage else []), capture_output=True, text=True, timeout=120
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARK)]
-    assert len(lines) == 1, f"no single result line; stdout={proc.stdout!r} stderr={proc.stderr[-2000:]!r}"
-    return json.loads(lines[0][len(RESULT_MARK) :])
-
-
-def rejected(result: dict) -> str:
-    """The error message of a candidate rejection (asserts it is one)."""
-    assert result["status"] == "error", result
-    assert result["kind"] == "candidate", result
-    return result["error"]
 
 
 def load_evaluator() -> ModuleType:
@@ -99,7 +63,7 @@ def test_seed_best_fit_beats_first_fit_and_funsearch_beats_both(tmp_path: Path) 
         ("funsearch", FUNSEARCH_OR),
     ]:
         for split in ("train", "heldout"):
-            result = run_runner(TASK, code, tmp_path, split=split)
+            result = run_source(TASK, code, tmp_path, split=split)
             assert result["status"] == "ok", result
             scores[name, split] = result["score"]
     for split in ("train", "heldout"):
@@ -108,8 +72,8 @@ def test_seed_best_fit_beats_first_fit_and_funsearch_beats_both(tmp_path: Path) 
 
 
 def test_seed_result_details_and_determinism(tmp_path: Path) -> None:
-    first = run_runner(TASK, (TASK / "program.py").read_text(), tmp_path)
-    second = run_runner(TASK, (TASK / "program.py").read_text(), tmp_path)
+    first = run_source(TASK, (TASK / "program.py").read_text(), tmp_path)
+    second = run_source(TASK, (TASK / "program.py").read_text(), tmp_path)
     assert first == second
     metrics = first["metrics"]
     assert metrics["instances"] == 10
@@ -119,7 +83,7 @@ def test_seed_result_details_and_determinism(tmp_path: Path) -> None:
 
 
 def test_smoke_stage_is_small(tmp_path: Path) -> None:
-    result = run_runner(TASK, (TASK / "program.py").read_text(), tmp_path, stage="smoke")
+    result = run_source(TASK, (TASK / "program.py").read_text(), tmp_path, stage="smoke")
     assert result["status"] == "ok", result
     assert result["metrics"]["instances"] == 2
 
@@ -148,12 +112,12 @@ def test_smoke_stage_is_small(tmp_path: Path) -> None:
 )
 def test_invalid_priorities_are_rejected(tmp_path: Path, body: str, expected: str) -> None:
     code = f"import numpy as np\ndef priority(item, bins):\n    {body}\n"
-    message = rejected(run_runner(TASK, code, tmp_path))
+    message = rejected(run_source(TASK, code, tmp_path))
     assert re.search(expected, message), message
 
 
 def test_missing_priority_function_is_rejected(tmp_path: Path) -> None:
-    message = rejected(run_runner(TASK, "def heuristic(item, bins):\n    return bins\n", tmp_path))
+    message = rejected(run_source(TASK, "def heuristic(item, bins):\n    return bins\n", tmp_path))
     assert "the candidate defines no function priority()" in message
 
 
@@ -164,7 +128,7 @@ def test_infinite_loop_times_out(tmp_path: Path) -> None:
     toml = task / "task.toml"
     toml.write_text(re.sub(r"timeout_s = \d+", "timeout_s = 2", toml.read_text()))
     code = "calls = 0\ndef priority(item, bins):\n    global calls\n    calls += 1\n    while calls > 100:\n        pass\n    return -(bins - item)\n"
-    message = rejected(run_runner(task, code, tmp_path))
+    message = rejected(run_source(task, code, tmp_path))
     assert re.search(r"CandidateTimeout: timeout: priority\(\) did not finish within [0-9.]+ s", message), (
         message
     )
@@ -180,7 +144,7 @@ def test_packing_is_online(tmp_path: Path) -> None:
             f.write(json.dumps([item, bins.tolist()]) + "\\n")
         return -(bins - item)
     """
-    assert run_runner(TASK, code, tmp_path)["status"] == "ok"
+    assert run_source(TASK, code, tmp_path)["status"] == "ok"
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     instances = load_evaluator().make_instances("train", 0)
     expected_items = np.stack([inst.items for inst in instances], axis=1).ravel()  # step-major order

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from discovery.task import find_problems, load_task
+from tests.runner_call import rejected, run_source
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = ROOT / "tasks" / "circle_packing"
-RUNNER = ROOT / "sandboxes" / "runner.py"
-RESULT_MARK = "@@discovery-result@@ "
 SEED_SCORE = 20 * 0.1 + 5 * 0.1 + (2**0.5 - 1) * 0.1  # 25 circles of radius 0.1 plus one in a gap
 
 # A 5x5 grid plus one gap circle, as arrays; the invalid candidates below start from it.
@@ -63,41 +58,6 @@ def run_packing():
 """
 
 
-def run_runner(task: Path, code: str, tmp_path: Path, split: str = "train") -> dict:
-    """Score candidate source with the real runner in a subprocess; return the parsed result line."""
-    candidate = tmp_path / "program.py"
-    candidate.write_text(textwrap.dedent(code))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            "-B",
-            str(RUNNER),
-            "--task",
-            str(task),
-            "--candidate",
-            str(candidate),
-            "--split",
-            split,
-            "--seed",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARK)]
-    assert len(lines) == 1, f"no single result line; stdout={proc.stdout!r} stderr={proc.stderr[-2000:]!r}"
-    return json.loads(lines[0][len(RESULT_MARK) :])
-
-
-def rejected(result: dict) -> str:
-    """The error message of a candidate rejection (asserts it is one)."""
-    assert result["status"] == "error", result
-    assert result["kind"] == "candidate", result
-    return result["error"]
-
-
 def test_task_folder_is_valid() -> None:
     assert find_problems(TASK) == []
     task = load_task(TASK)
@@ -107,7 +67,7 @@ def test_task_folder_is_valid() -> None:
 
 
 def test_seed_scores_the_grid_plus_one(tmp_path: Path) -> None:
-    result = run_runner(TASK, (TASK / "program.py").read_text(), tmp_path)
+    result = run_source(TASK, (TASK / "program.py").read_text(), tmp_path)
     assert result["status"] == "ok", result
     assert result["score"] == pytest.approx(SEED_SCORE, abs=1e-12)
     assert result["metrics"]["min_radius"] == pytest.approx((2**0.5 - 1) * 0.1)
@@ -116,7 +76,7 @@ def test_seed_scores_the_grid_plus_one(tmp_path: Path) -> None:
 
 
 def test_improved_candidate_scores_better(tmp_path: Path) -> None:
-    result = run_runner(TASK, IMPROVED, tmp_path)
+    result = run_source(TASK, IMPROVED, tmp_path)
     assert result["status"] == "ok", result
     assert result["score"] > SEED_SCORE + 0.02
 
@@ -147,17 +107,17 @@ def test_improved_candidate_scores_better(tmp_path: Path) -> None:
 )
 def test_invalid_packings_are_rejected(tmp_path: Path, body: str, expected: str) -> None:
     code = GRID + f"\ndef run_packing():\n    {body}\n"
-    message = rejected(run_runner(TASK, code, tmp_path))
+    message = rejected(run_source(TASK, code, tmp_path))
     assert re.search(expected, message), message
 
 
 def test_tolerance_is_1e_9(tmp_path: Path) -> None:
     # The gap circle touches four grid circles; grow it by slightly less / more than the tolerance.
-    ok = run_runner(
+    ok = run_source(
         TASK, GRID + "\ndef run_packing():\n    c, r = grid(); r[25] += 5e-10; return c, r\n", tmp_path
     )
     assert ok["status"] == "ok", ok
-    bad = run_runner(
+    bad = run_source(
         TASK, GRID + "\ndef run_packing():\n    c, r = grid(); r[25] += 3e-9; return c, r\n", tmp_path
     )
     assert re.search(r"circles \d+ and 25 overlap by 3e-09", rejected(bad))
@@ -165,7 +125,7 @@ def test_tolerance_is_1e_9(tmp_path: Path) -> None:
 
 def test_correct_reported_sum_is_accepted(tmp_path: Path) -> None:
     code = GRID + "\ndef run_packing():\n    c, r = grid(); return c, r, float(r.sum())\n"
-    assert run_runner(TASK, code, tmp_path)["score"] == pytest.approx(SEED_SCORE, abs=1e-12)
+    assert run_source(TASK, code, tmp_path)["score"] == pytest.approx(SEED_SCORE, abs=1e-12)
 
 
 def test_infinite_loop_times_out(tmp_path: Path) -> None:
@@ -174,13 +134,13 @@ def test_infinite_loop_times_out(tmp_path: Path) -> None:
     shutil.copytree(TASK, task)
     toml = task / "task.toml"
     toml.write_text(re.sub(r"timeout_s = \d+", "timeout_s = 2", toml.read_text()))
-    message = rejected(run_runner(task, "def run_packing():\n    while True:\n        pass\n", tmp_path))
+    message = rejected(run_source(task, "def run_packing():\n    while True:\n        pass\n", tmp_path))
     assert re.search(r"CandidateTimeout: timeout: run_packing\(\) did not finish within 0\.\d+ s", message), (
         message
     )
 
 
 def test_only_the_train_split_exists(tmp_path: Path) -> None:
-    result = run_runner(TASK, (TASK / "program.py").read_text(), tmp_path, split="heldout")
+    result = run_source(TASK, (TASK / "program.py").read_text(), tmp_path, split="heldout")
     assert result["status"] == "error" and result["kind"] == "evaluator"
     assert "only the 'train' split" in result["error"]

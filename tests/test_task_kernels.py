@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,38 +16,10 @@ from discovery_harness.timing import TimingResult, check_wall, median  # noqa: E
 from discovery_harness.torch_check import check_plain_tensor, compare, tolerance  # noqa: E402
 
 from discovery.task import load_task  # noqa: E402
+from tests.runner_call import run_runner  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEATS = ROOT / "tests" / "cheats"
-MARK = "@@discovery-result@@"
-
-
-def run_candidate(task: Path, candidate: Path, split: str = "train", seed: int = 0) -> dict:
-    """Run the real runner in a fresh interpreter and parse its one result line."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            "-B",
-            str(ROOT / "sandboxes" / "runner.py"),
-            "--task",
-            str(task),
-            "--candidate",
-            str(candidate),
-            "--split",
-            split,
-            "--seed",
-            str(seed),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
-    assert len(lines) == 1, f"no result line; stderr:\n{proc.stderr[-3000:]}"
-    return json.loads(lines[0][len(MARK) :])
-
 
 TASKS = ["rmsnorm_training", "linear_gelu_residual", "tiny_gpt_speedrun", "optimizer_discovery"]
 
@@ -61,7 +31,7 @@ def test_task_folder_is_valid(name: str) -> None:
 
 
 def test_linear_gelu_residual_seed_scores_about_one() -> None:
-    result = run_candidate(
+    result = run_runner(
         ROOT / "tasks" / "linear_gelu_residual", ROOT / "tasks" / "linear_gelu_residual" / "program.py"
     )
     assert result["status"] == "ok", result
@@ -71,20 +41,20 @@ def test_linear_gelu_residual_seed_scores_about_one() -> None:
 
 def test_speedrun_seed_learns_and_is_deterministic() -> None:
     task = ROOT / "tasks" / "tiny_gpt_speedrun"
-    first = run_candidate(task, task / "program.py")
+    first = run_runner(task, task / "program.py")
     assert first["status"] == "ok", first
     assert first["score"] < 3.0, first  # uniform guessing is ln(256) = 5.55 nats/byte
     assert "val_loss_seed2" in first["metrics"]  # three seeds
-    again = run_candidate(task, task / "program.py")
+    again = run_runner(task, task / "program.py")
     assert abs(again["score"] - first["score"]) < 0.01
 
 
 def test_optimizer_seed_ties_adamw_and_divergence_scores_worst() -> None:
     task = ROOT / "tasks" / "optimizer_discovery"
-    seed = run_candidate(task, task / "program.py")
+    seed = run_runner(task, task / "program.py")
     assert seed["status"] == "ok", seed
     assert abs(seed["score"] - 1.0) < 0.05, seed
-    bad = run_candidate(task, CHEATS / "diverging_optimizer.py")
+    bad = run_runner(task, CHEATS / "diverging_optimizer.py")
     assert bad["status"] == "ok", bad
     assert bad["score"] == 10.0
 
@@ -129,7 +99,7 @@ def test_timing_result_and_wall_check() -> None:
 def test_gpu_sizes_run_on_gpu() -> None:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU on this machine: GPU sizes (CUDA events, L2 flush, bf16) are not exercised")
-    result = run_candidate(
+    result = run_runner(
         ROOT / "tasks" / "rmsnorm_training", ROOT / "tasks" / "rmsnorm_training" / "program.py"
     )
     assert result["status"] == "ok", result
