@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS candidates (
 );
 CREATE INDEX IF NOT EXISTS candidates_hash ON candidates(code_hash);
 CREATE INDEX IF NOT EXISTS candidates_status ON candidates(status);
+CREATE INDEX IF NOT EXISTS candidates_parent ON candidates(parent_id);
 CREATE TABLE IF NOT EXISTS promotions (
     id                INTEGER PRIMARY KEY,
     at                REAL NOT NULL,
@@ -552,6 +553,22 @@ class Archive:
         else:
             rows = self.db.execute("SELECT * FROM candidates WHERE status=? ORDER BY id", (status,))
         return [_row_to_candidate(r) for r in rows]
+
+    def seed(self) -> Candidate:
+        """The task's seed program: always the first candidate."""
+        row = self.db.execute("SELECT * FROM candidates ORDER BY id LIMIT 1").fetchone()
+        if row is None:
+            raise UserError(f"{self.path} holds no candidates yet")
+        return _row_to_candidate(row)
+
+    def failed_children(self, parent_id: int, limit: int) -> list[Candidate]:
+        """The latest children of a parent that failed with a recorded reason, oldest first."""
+        rows = self.db.execute(
+            "SELECT * FROM candidates WHERE parent_id=? AND status NOT IN ('ok', 'pending')"
+            " AND COALESCE(failure, '') != '' ORDER BY id DESC LIMIT ?",
+            (parent_id, limit),
+        ).fetchall()
+        return [_row_to_candidate(r) for r in reversed(rows)]
 
     def pending_ids(self) -> list[int]:
         return [

@@ -130,7 +130,8 @@ def _cost(litellm, response) -> float | None:
     """USD cost of a response as litellm prices it, or None when the model's price is unknown."""
     hidden = getattr(response, "_hidden_params", {}) or {}
     cost = hidden.get("response_cost")
-    if cost is None:
+    # litellm has already priced the response when the key is there; pricing again costs milliseconds.
+    if cost is None and "response_cost" not in hidden:
         try:
             cost = litellm.completion_cost(completion_response=response)
         except Exception:  # noqa: BLE001 - unknown model prices are normal for local servers

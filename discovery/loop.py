@@ -105,7 +105,7 @@ class Search:
         self.on_change(self.stats)
 
     def _seed(self) -> Candidate:
-        return self.archive.candidates()[0]
+        return self.archive.seed()
 
     @property
     def _baseline(self) -> bool:

@@ -64,9 +64,9 @@ class Population:
 
     def choose(self, archive: Archive, seed: Candidate, rng: random.Random) -> Choice:
         """A parent by the run's strategy, within an island or a niche, with inspirations from elsewhere."""
-        ok = archive.candidates(OK)
         if self.config.strategy == "best-of-n":
             return Choice(seed, None, [], [])
+        ok = archive.candidates(OK)
         island = isl.sample_island(self.islands, rng) if self.islands else None
         pool = isl.members(self.islands, island, ok) if self.islands else ok
         pool = pool or [seed]
@@ -79,10 +79,7 @@ class Population:
         others = sorted((c for c in ok if c.id != parent.id and c not in pool), key=lambda c: -c.fitness)
         others += sorted((c for c in pool if c.id != parent.id), key=lambda c: -c.fitness)
         inspirations = others[: self.config.inspirations]
-        failures = [
-            c for c in archive.candidates() if c.parent_id == parent.id and c.status not in (OK, "pending")
-        ]
-        return Choice(parent, island, inspirations, [c for c in failures if c.failure][-3:])
+        return Choice(parent, island, inspirations, archive.failed_children(parent.id, 3))
 
     def second_parent(self, archive: Archive, first: Candidate, rng: random.Random) -> Candidate | None:
         """A crossover partner: the best of another island, else a DGM draw among the others."""

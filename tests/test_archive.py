@@ -81,3 +81,39 @@ def test_open_missing_archive_is_a_user_error(tmp_path):
 def test_create_refuses_to_overwrite(tmp_path, archive):
     with pytest.raises(UserError, match="already exists"):
         Archive.create(archive.path.parent, {})
+
+
+def test_failed_children_are_the_latest_failures_of_that_parent(archive):
+    seed = archive.add_seed("s\n", "s")
+    assert archive.seed().id == seed
+    ids = []
+    for n, (status, failure) in enumerate(
+        [
+            ("rejected_syntax", "bad 1"),
+            ("pending", None),
+            ("rejected_syntax", "bad 2"),
+            ("rejected_prose", "bad 3"),
+            ("rejected_syntax", "bad 4"),
+        ]
+    ):
+        call = archive.start_call("m", "diff", seed, n, "p")
+        ids.append(
+            archive.finish_call_with_candidate(
+                call, "r", {}, seed, "diff", f"c{n}\n", f"h{n}", status, failure
+            )
+        )
+    other = archive.finish_call_with_candidate(
+        archive.start_call("m", "diff", ids[1], 9, "p"),
+        "r",
+        {},
+        ids[1],
+        "diff",
+        "o\n",
+        "o",
+        "rejected_syntax",
+        "x",
+    )
+    failed = archive.failed_children(seed, 3)
+    assert [c.failure for c in failed] == ["bad 2", "bad 3", "bad 4"]
+    assert other not in [c.id for c in archive.failed_children(seed, 10)]
+    assert [c.id for c in archive.failed_children(ids[1], 3)] == [other]

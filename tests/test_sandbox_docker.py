@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from discovery.sandbox.base import Limits, SandboxResult, SandboxUnavailable
-from discovery.sandbox.docker import RUN_LABEL, DockerSandbox, cleanup_stale, visible_gpus
-from tests.sandbox_fixtures import docker_or_skip, make_task, parse_result, skeleton_image
+from discovery.sandbox.docker import HOST_GONE_GRACE_S, RUN_LABEL, DockerSandbox, cleanup_stale, visible_gpus
+from tests.sandbox_fixtures import REPO, docker_or_skip, make_task, parse_result, skeleton_image
 
 pytestmark = pytest.mark.docker
 
@@ -139,3 +142,44 @@ def test_gpu_request(sandbox: DockerSandbox, tmp_path: Path) -> None:
         assert result.error is not None and "GPU" in result.error
         pytest.skip("no GPU on this machine: checked only that a GPU job is refused clearly")
     assert parse_result(result)["score"] == 1.0, result.stderr[-2000:]
+
+
+HOST = """
+import asyncio, sys
+from pathlib import Path
+from discovery.sandbox.base import Limits
+from discovery.sandbox.docker import DockerSandbox
+from tests.sandbox_fixtures import make_task
+task = make_task(Path(sys.argv[1]), "import time\\ntime.sleep(600)\\n")
+asyncio.run(DockerSandbox(sys.argv[2], run_id=sys.argv[3]).run(task.job(Limits(timeout_s=1))))
+"""
+
+
+def test_containers_of_a_killed_host_end_and_are_removed(image: str, tmp_path: Path) -> None:
+    run_id = "killed-" + uuid.uuid4().hex[:8]
+    host = subprocess.Popen([sys.executable, "-c", HOST, str(tmp_path), image, run_id], cwd=REPO)
+    client = docker_or_skip()
+    try:
+
+        def containers(status: str) -> list[dict]:
+            filters = {"label": f"{RUN_LABEL}={run_id}", "status": status}
+            return client.api.containers(all=True, filters=filters)
+
+        deadline = time.monotonic() + 60
+        while not containers("running") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert containers("running"), "the host never started its container"
+        host.kill()  # kill -9: the host cannot remove its container
+        host.wait()
+        # The container kills itself soon after its time limit, with no host to do it...
+        deadline = time.monotonic() + 1 + HOST_GONE_GRACE_S + 15
+        while containers("running") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not containers("running"), "the container outlived its time limit after the host was killed"
+        assert containers("exited"), "the stopped container is still there, for the next start to remove"
+        # ...and the next discovery process removes what the killed one left.
+        DockerSandbox(image).close()
+        assert client.api.containers(all=True, filters={"label": f"{RUN_LABEL}={run_id}"}) == []
+    finally:
+        host.kill()
+        cleanup_stale(client, run_id)

@@ -7,6 +7,8 @@ import json
 import math
 import os
 import re
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 from discovery.sandbox.base import PYTHON, Limits, Mount, SandboxJob, SandboxResult
 from discovery.sandbox.cgroup import Cgroup
 from discovery.sandbox.process import (
+    HOST_GONE_GRACE_S,
     Launcher,
     ProcessSandbox,
     rewrite_argv,
@@ -23,7 +26,7 @@ from discovery.sandbox.process import (
     run_group,
     sandbox_env,
 )
-from tests.sandbox_fixtures import make_task, parse_result
+from tests.sandbox_fixtures import REPO, make_task, parse_result
 
 
 def run(job: SandboxJob, sandbox: ProcessSandbox | None = None):
@@ -420,3 +423,37 @@ def test_failed_cgroup_join_never_starts_the_job(tmp_path: Path) -> None:
     )
     assert result.exit_code == 125
     assert not marker.exists()
+
+
+HOST = """
+import asyncio, sys
+from pathlib import Path
+from discovery.sandbox.base import Limits
+from discovery.sandbox.process import ProcessSandbox
+from tests.sandbox_fixtures import make_task
+code = "import os, time\\nopen(%r, 'w').write(str(os.getpid()))\\ntime.sleep(600)\\n" % sys.argv[2]
+task = make_task(Path(sys.argv[1]), code)
+asyncio.run(ProcessSandbox().run(task.job(Limits(timeout_s=1))))
+"""
+
+
+def test_job_dies_soon_after_its_limit_when_the_host_is_killed(tmp_path: Path) -> None:
+    if shutil.which("timeout", path="/usr/bin:/bin") is None:
+        pytest.skip("coreutils timeout is missing: nothing backs up the host's own time limit")
+    marker = tmp_path / "pid"
+    host = subprocess.Popen([sys.executable, "-c", HOST, str(tmp_path / "task"), str(marker)], cwd=REPO)
+    try:
+        for _ in range(1000):
+            if marker.exists() and marker.read_text():
+                break
+            time.sleep(0.01)
+        job = int(marker.read_text())
+        host.kill()  # kill -9: the host cannot clean up after itself
+        host.wait()
+        assert alive(job)  # nothing else has killed it yet
+        deadline = time.monotonic() + 1 + HOST_GONE_GRACE_S + 10
+        while alive(job) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(job), "the job outlived its time limit after the host was killed"
+    finally:
+        host.kill()

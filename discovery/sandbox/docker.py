@@ -22,12 +22,17 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from discovery.sandbox.base import PYTHON, Limits, SandboxJob, SandboxResult, SandboxUnavailable
-from discovery.sandbox.images import LABEL_BINDS, LABEL_PYTHON, image_info, skeleton_is_current
+from discovery.sandbox.images import LABEL_BINDS, LABEL_KIND, LABEL_PYTHON, image_info, skeleton_is_current
 from discovery.sandbox.process import sandbox_env
 
 log = logging.getLogger(__name__)
 
 RUN_LABEL = "discovery.run"
+# "<hostname>:<pid>" of the discovery process that made the container, so a later start can remove
+# the containers of a host process that was killed (-9) before it could remove them itself.
+HOST_LABEL = "discovery.host"
+# Seconds past the time limit after which a container kills itself, should its host be gone.
+HOST_GONE_GRACE_S = 10
 SANDBOX_HOME = "/tmp"
 _NOFILE = 1024
 T = TypeVar("T")
@@ -85,6 +90,13 @@ class DockerSandbox:
         self.run_id = run_id
         self.python = labels.get(LABEL_PYTHON, "python3")
         self.binds: list[tuple[str, str]] = [tuple(b) for b in json.loads(labels.get(LABEL_BINDS, "[]"))]
+        # Images discovery builds itself have coreutils' timeout; others may not.
+        self.backstop = labels.get(LABEL_KIND) in ("skeleton", "debootstrap")
+        self.host = f"{socket.gethostname()}:{os.getpid()}"
+        with contextlib.suppress(Exception):  # best effort: a failure here must not block a run
+            removed = remove_orphans(self.client)
+            if removed:
+                log.info("removed %d container(s) left by a killed discovery process", removed)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=32, thread_name_prefix="docker-sandbox"
         )
@@ -155,13 +167,16 @@ class DockerSandbox:
         argv = list(job.argv)
         if argv and argv[0] == PYTHON:
             argv[0] = self.python
+        if self.backstop:
+            # The host kills the container at timeout_s; this fires only if the host is gone.
+            argv = ["timeout", "-s", "KILL", f"{limits.timeout_s + HOST_GONE_GRACE_S:g}", *argv]
         return {
             "image": self.image,
             "command": argv,
             "user": "65534:65534",
             "working_dir": SANDBOX_HOME,
             "environment": env,
-            "labels": {RUN_LABEL: self.run_id, **job.labels},
+            "labels": {RUN_LABEL: self.run_id, HOST_LABEL: self.host, **job.labels},
             "host_config": host_config,
             "network_disabled": True,
             "stdin_open": bool(job.stdin),
@@ -308,6 +323,31 @@ def _send_and_close(feed: Any, data: bytes) -> None:
         raw.shutdown(socket.SHUT_WR)
     finally:
         feed.close()
+
+
+def remove_orphans(client: Any) -> int:
+    """Force-remove containers whose discovery process on this host no longer exists; returns how many."""
+    hostname = socket.gethostname()
+    removed = 0
+    for c in client.api.containers(all=True, filters={"label": HOST_LABEL}):
+        owner_host, _, pid = c.get("Labels", {}).get(HOST_LABEL, "").rpartition(":")
+        if owner_host != hostname or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        with contextlib.suppress(Exception):
+            client.api.remove_container(c["Id"], force=True, v=True)
+            removed += 1
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists here."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def cleanup_stale(client: Any | None = None, run_label: str | None = None) -> int:

@@ -354,6 +354,10 @@ def subprocess_error() -> type[Exception]:
     return subprocess.SubprocessError
 
 
+# Seconds past the time limit after which a job kills itself if the host has not (host killed).
+HOST_GONE_GRACE_S = 10
+
+
 class ProcessSandbox:
     """Runs jobs as host subprocesses with rlimits and a scrubbed environment; no isolation.
 
@@ -371,6 +375,8 @@ class ProcessSandbox:
         self.python = python or sys.executable
         self.use_cgroup = use_cgroup
         self.launcher = launcher or Launcher.find()
+        # coreutils timeout as a backstop: if the host is killed (-9), nothing outlives the limit long.
+        self.backstop = shutil.which("timeout", path="/usr/bin:/bin")
 
     async def run(self, job: SandboxJob) -> SandboxResult:
         """Run one job in a private temporary working directory, removed afterwards."""
@@ -384,6 +390,9 @@ class ProcessSandbox:
             # With a cgroup the memory limit is real RSS; RLIMIT_AS would break torch's reservations.
             pairs = rlimits(limits, address_space=cgroup is None or not cgroup.has_memory, nproc=nproc)
             argv = rewrite_argv(job.argv, job.mounts, self.python)
+            if self.backstop and shutil.which(argv[0]):
+                # The host kills the group at timeout_s; this fires only when the host is gone.
+                argv = [self.backstop, "-s", "KILL", f"{limits.timeout_s + HOST_GONE_GRACE_S:g}", *argv]
             return await run_group(
                 argv,
                 env=sandbox_env(limits, home),
