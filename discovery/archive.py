@@ -82,6 +82,8 @@ CREATE TABLE IF NOT EXISTS candidates (
 CREATE INDEX IF NOT EXISTS candidates_hash ON candidates(code_hash);
 CREATE INDEX IF NOT EXISTS candidates_status ON candidates(status);
 CREATE INDEX IF NOT EXISTS candidates_parent ON candidates(parent_id);
+-- Small covering index: the budget's COUNT(*) and the cost SUM read it, not rows holding prompts.
+CREATE INDEX IF NOT EXISTS llm_calls_cost ON llm_calls(cost_usd);
 CREATE TABLE IF NOT EXISTS promotions (
     id                INTEGER PRIMARY KEY,
     at                REAL NOT NULL,

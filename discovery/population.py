@@ -76,7 +76,10 @@ class Population:
             parent = map_elites.sample_parent(grid, rng)
         if parent is None:
             parent = select_parent(self.config.strategy, pool, archive.children_counts(), seed, rng)
-        others = sorted((c for c in ok if c.id != parent.id and c not in pool), key=lambda c: -c.fitness)
+        in_pool = {c.id for c in pool}
+        others = sorted(
+            (c for c in ok if c.id != parent.id and c.id not in in_pool), key=lambda c: -c.fitness
+        )
         others += sorted((c for c in pool if c.id != parent.id), key=lambda c: -c.fitness)
         inspirations = others[: self.config.inspirations]
         return Choice(parent, island, inspirations, archive.failed_children(parent.id, 3))
