@@ -45,7 +45,7 @@ TASK = KernelTask(
         checks=(Case((37, 19, 71)), Case((1, 257, 129)), Case((129, 65, 97), 1e2), Case((64, 72, 40), 1e-3)),
         timing=Case((513, 127, 259)),
         dtype=torch.float32,
-        trials=60,
+        trials=200,
         warmup=5,
     ),
     gpu=Sizes(
