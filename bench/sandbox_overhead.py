@@ -79,15 +79,28 @@ def via(sandbox: Sandbox, job: SandboxJob) -> Callable[[], Awaitable[None]]:
     return once
 
 
-async def median_ms(fn: Callable[[], Awaitable[None]], runs: int) -> float:
-    """Median wall time of `runs` sequential calls, after one warm-up."""
+async def timed_ms(fn: Callable[[], Awaitable[None]]) -> float:
+    """Wall time of one call, in ms."""
+    start = time.perf_counter()
     await fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
+    return (time.perf_counter() - start) * 1000
+
+
+async def interleaved_ms(fns: dict[str, Callable[[], Awaitable[None]]], runs: int) -> dict[str, list[float]]:
+    """Each function's wall times over `runs` rounds, one call of each per round (after a warm-up round).
+
+    Interleaving puts the bare run and every backend in the same moments of a noisy machine, so
+    their per-round differences cancel the drift that sequential blocks of runs pick up.
+    """
+    for fn in fns.values():
         await fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for round_ in range(runs):
+        shift = round_ % len(names)  # rotate the order: no backend always runs right after another
+        for name in names[shift:] + names[:shift]:
+            times[name].append(await timed_ms(fns[name]))
+    return times
 
 
 async def throughput(fn: Callable[[], Awaitable[None]], jobs: int, slots: int) -> float:
@@ -105,6 +118,7 @@ async def throughput(fn: Callable[[], Awaitable[None]], jobs: int, slots: int) -
 
 def backends() -> list[tuple[str, Callable[[], Sandbox]]]:
     """Each backend's constructor (Docker with a skeleton image built for the bench)."""
+    from discovery.sandbox.bwrap import BwrapSandbox
     from discovery.sandbox.choose import bwrap_sandbox, docker_sandbox
     from discovery.sandbox.process import ProcessSandbox
 
@@ -112,6 +126,8 @@ def backends() -> list[tuple[str, Callable[[], Sandbox]]]:
         ("process", ProcessSandbox),
         ("process+cgroup", lambda: ProcessSandbox(use_cgroup=True)),
         ("bwrap", bwrap_sandbox),
+        # What the per-job cgroup costs bwrap (a v1 attach is tens of ms); not a configuration to run.
+        ("bwrap, no cgroup", lambda: BwrapSandbox(use_cgroup=False)),
         ("docker", lambda: docker_sandbox(BENCH_IMAGE, "bench")),
     ]
 
@@ -119,25 +135,32 @@ def backends() -> list[tuple[str, Callable[[], Sandbox]]]:
 async def main(runs: int, jobs: int) -> None:
     with tempfile.TemporaryDirectory(prefix="discovery-bench-") as tmp:
         job = make_job(Path(tmp))
-        base = await median_ms(lambda: bare(job), runs)
-        base_tp = [await throughput(lambda: bare(job), jobs, s) for s in (1, 2)]
+        sandboxes: dict[str, Sandbox] = {}
+        for name, make in backends():
+            try:
+                sandboxes[name] = make()
+            except (SandboxUnavailable, UserError) as exc:
+                print(f"{name:16} unavailable: {exc}")
+        fns = {"bare subprocess": lambda: bare(job), **{n: via(sb, job) for n, sb in sandboxes.items()}}
+        try:
+            times = await interleaved_ms(fns, runs)
+            tps = {name: [await throughput(fn, jobs, s) for s in (1, 2)] for name, fn in fns.items()}
+        finally:
+            for sandbox in sandboxes.values():
+                sandbox.close()
+        print(
+            f"{runs} interleaved rounds; 'over bare' is the median of each round's difference from the bare run"
+        )
         print(
             f"{'backend':16} {'median ms':>10} {'over bare':>10} {'ratio':>6} {'eval/s 1 slot':>14} {'eval/s 2 slots':>15}"
         )
-        print(f"{'bare subprocess':16} {base:10.1f} {0:10.1f} {1:6.2f} {base_tp[0]:14.1f} {base_tp[1]:15.1f}")
-        for name, make in backends():
-            try:
-                sandbox = make()
-            except (SandboxUnavailable, UserError) as exc:
-                print(f"{name:16} unavailable: {exc}")
-                continue
-            try:
-                fn = via(sandbox, job)
-                ms = await median_ms(fn, runs)
-                tp = [await throughput(fn, jobs, s) for s in (1, 2)]
-            finally:
-                sandbox.close()
-            print(f"{name:16} {ms:10.1f} {ms - base:10.1f} {ms / base:6.2f} {tp[0]:14.1f} {tp[1]:15.1f}")
+        base = times["bare subprocess"]
+        for name, ms in times.items():
+            over = statistics.median(t - b for t, b in zip(ms, base, strict=True))
+            median = statistics.median(ms)
+            ratio = median / statistics.median(base)
+            tp = tps[name]
+            print(f"{name:16} {median:10.1f} {over:10.1f} {ratio:6.2f} {tp[0]:14.1f} {tp[1]:15.1f}")
     try:
         from discovery.sandbox.images import docker_client
 
