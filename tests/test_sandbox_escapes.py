@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import platform
 import secrets
 import signal
 import socket
@@ -48,6 +49,7 @@ PROCESS_CANNOT = {
     "fork_bomb": "the process backend runs as root here, and the kernel ignores RLIMIT_NPROC for root",
     "daemonize": "without a cgroup the process backend cannot follow a setsid() daemon",
     "kill_host": "the process backend runs as the host user and could signal any host process",
+    "kernel_surface": "the process backend applies no seccomp filter",
 }
 LIMITS = Limits(timeout_s=15, memory_mb=256, pids=32, output_bytes=1_000_000, tmp_mb=16)
 
@@ -385,3 +387,12 @@ def test_auto_never_picks_the_process_backend(monkeypatch: pytest.MonkeyPatch) -
 def test_backends_report_isolation_honestly() -> None:
     assert ProcessSandbox.isolates_network is False
     assert BwrapSandbox.isolates_network is True and DockerSandbox.isolates_network is True
+
+
+def test_kernel_keyring_and_user_namespaces_are_refused(backend: Sandbox, make_attack) -> None:
+    if platform.machine() != "x86_64":
+        pytest.skip("the attack uses x86-64 syscall numbers")
+    a = make_attack("kernel_surface")
+    result = run(backend, a)
+    assert score(result) == 0.0, result.stderr[-2000:]
+    assert_host_unchanged(a, result)

@@ -25,6 +25,8 @@ The command line, flag by flag (see `bwrap_argv`):
   network interfaces.
 - `--remount-ro /` last: the tmpfs root itself becomes read-only.
 - `--clearenv` + `--setenv`: the environment is built from nothing, no host variable or key.
+- `--seccomp FD`: a filter (discovery/sandbox/seccomp.py) that refuses the keyring, new
+  namespaces, ptrace, BPF, perf events, userfaultfd and mounts, as Docker's default profile does.
 - `setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all --bounding-set=-all
   --no-new-privs`: a real uid switch; every capability is gone and cannot come back.
 
@@ -38,20 +40,33 @@ them without a preexec_fn, so spawning can vfork (see discovery/sandbox/process.
 from __future__ import annotations
 
 import glob
+import logging
 import os
+import platform
 import shutil
 import sys
 
+from discovery.sandbox import seccomp
 from discovery.sandbox.base import PYTHON, Limits, SandboxJob, SandboxResult, SandboxUnavailable
 from discovery.sandbox.cgroup import Cgroup
 from discovery.sandbox.hostpaths import python_dirs, system_entries
 from discovery.sandbox.process import Launcher, rlimits, run_group, sandbox_env
 
+log = logging.getLogger(__name__)
+
 NOBODY = 65534
 SANDBOX_HOME = "/tmp"
 
 
-def bwrap_argv(job: SandboxJob, *, bwrap: str, setpriv: str | None, python: str, as_root: bool) -> list[str]:
+def bwrap_argv(
+    job: SandboxJob,
+    *,
+    bwrap: str,
+    setpriv: str | None,
+    python: str,
+    as_root: bool,
+    seccomp_fd: int | None = None,
+) -> list[str]:
     """The full bwrap command line for one job (see the module docstring for why each flag)."""
     limits = job.limits
     argv = [bwrap]
@@ -83,6 +98,8 @@ def bwrap_argv(job: SandboxJob, *, bwrap: str, setpriv: str | None, python: str,
     argv += ["--remount-ro", "/", "--chdir", SANDBOX_HOME, "--clearenv"]
     for key, value in sandbox_env(limits, SANDBOX_HOME).items():
         argv += ["--setenv", key, value]
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
     argv.append("--")
     if as_root:
         assert setpriv is not None
@@ -125,11 +142,15 @@ class BwrapSandbox:
         self.python = python or sys.executable
         self.use_cgroup = use_cgroup
         self.launcher = launcher or Launcher.find()
+        self.seccomp = seccomp.program()
+        if self.seccomp is None:
+            log.info("no seccomp filter for %s: bubblewrap runs without one", platform.machine())
 
     async def run(self, job: SandboxJob) -> SandboxResult:
         """Run one job to completion or until a limit stops it."""
         limits: Limits = job.limits
         cgroup = Cgroup.create(limits, job.labels) if self.use_cgroup else None
+        seccomp_fd = seccomp.memfd(self.seccomp) if self.seccomp is not None else None
         try:
             pairs = rlimits(
                 limits,
@@ -137,7 +158,12 @@ class BwrapSandbox:
                 nproc=limits.pids if cgroup is None or not cgroup.has_pids else None,
             )
             argv = bwrap_argv(
-                job, bwrap=self.bwrap, setpriv=self.setpriv, python=self.python, as_root=self.as_root
+                job,
+                bwrap=self.bwrap,
+                setpriv=self.setpriv,
+                python=self.python,
+                as_root=self.as_root,
+                seccomp_fd=seccomp_fd,
             )
             result = await run_group(
                 argv,
@@ -148,8 +174,11 @@ class BwrapSandbox:
                 cgroup=cgroup,
                 launcher=self.launcher,
                 stdin=job.stdin,
+                pass_fds=() if seccomp_fd is None else (seccomp_fd,),
             )
         finally:
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
             if cgroup is not None:
                 cgroup.remove()
         if result.exit_code == 1 and result.stderr.startswith(b"bwrap: ") and not result.stdout:

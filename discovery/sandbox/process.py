@@ -223,6 +223,7 @@ async def spawn(
     cwd: str,
     preexec: Callable[[], None] | None,
     stdin: bytes = b"",
+    pass_fds: Sequence[int] = (),
 ) -> asyncio.subprocess.Process:
     """Start argv in its own session with piped output; vfork()s unless a preexec_fn is given."""
     proc = await asyncio.create_subprocess_exec(
@@ -235,6 +236,7 @@ async def spawn(
         start_new_session=True,  # own session and process group: killpg reaches every child
         preexec_fn=preexec,
         close_fds=True,
+        pass_fds=tuple(pass_fds),
     )
     if stdin:
         assert proc.stdin is not None
@@ -254,6 +256,7 @@ async def run_group(
     cgroup: Cgroup | None = None,
     launcher: Launcher,
     stdin: bytes = b"",
+    pass_fds: Sequence[int] = (),
 ) -> SandboxResult:
     """Run argv in a new session; kill the whole group at timeout, on output overflow and after exit."""
     start = time.monotonic()
@@ -264,7 +267,7 @@ async def run_group(
         return SandboxResult(None, b"", b"", 0.0, error=f"could not start {argv[0]}: no such executable file")
     full_argv, preexec = launcher.wrap(argv, rlimit_pairs, cgroup)
     try:
-        proc = await spawn(full_argv, env=env, cwd=cwd, preexec=preexec, stdin=stdin)
+        proc = await spawn(full_argv, env=env, cwd=cwd, preexec=preexec, stdin=stdin, pass_fds=pass_fds)
     except (OSError, subprocess_error()) as exc:
         return SandboxResult(
             None, b"", b"", time.monotonic() - start, error=f"could not start {argv[0]}: {exc}"
