@@ -12,6 +12,7 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 from discovery.archive import ARCHIVE_FILE, Archive
 from discovery.errors import UserError
@@ -238,14 +239,14 @@ def print_candidate(report: dict[str, Any], console: Console) -> None:
     if report["metrics"]:
         console.print("metrics: " + ", ".join(f"{k}={v}" for k, v in report["metrics"].items()))
     if report["failure"]:
-        console.print(Panel(report["failure"], title="failure", border_style="red"))
+        console.print(Panel(Text(report["failure"]), title="failure", border_style="red"))
     if report["feedback"]:
-        console.print(Panel(report["feedback"], title="evaluator feedback"))
+        console.print(Panel(Text(report["feedback"]), title="evaluator feedback"))
     parts = [Syntax(report["code"], "python", line_numbers=True)]
     console.print(Panel(Group(*parts), title="code"))
     if report["prompt"]:
-        console.print(Panel(report["prompt"], title="prompt"))
+        console.print(Panel(Text(report["prompt"]), title="prompt"))
     if report["reply"]:
-        console.print(Panel(report["reply"], title="raw reply"))
+        console.print(Panel(Text(report["reply"]), title="raw reply"))
     if report["output_tail"]:
-        console.print(Panel(report["output_tail"], title="evaluator output (tail)"))
+        console.print(Panel(Text(report["output_tail"]), title="evaluator output (tail)"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import inspect
-import json
 import math
 import os
 import sys
@@ -21,10 +20,31 @@ import traceback
 RESULT_MARK = "@@discovery-result@@"
 
 
-def _emit(result_fd: int, nonce: str, payload: dict) -> None:
-    """Write the result line, signed with this evaluation's nonce, to the private result fd."""
-    line = RESULT_MARK + " " + json.dumps({**payload, "nonce": nonce}, default=str) + "\n"
-    os.write(result_fd, line.encode())
+def _result_writer(result_fd: int, nonce: str):
+    """A function that writes the signed result line and ends the process at once.
+
+    Everything it uses is bound here, before the evaluator (and so the candidate) is loaded, and
+    it lives only in main's frame: a candidate that replaces this module's globals, json, os,
+    math or atexit handlers cannot change what is written or the exit status. It exits with
+    os._exit straight after writing, so no later hook runs.
+    """
+    import _json
+
+    encode = _json.make_encoder(
+        None, str, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True
+    )
+    join, write, exit_now, mark = "".join, os.write, os._exit, RESULT_MARK + " "
+
+    def finish(payload: dict, code: int) -> None:
+        try:
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001 - a replaced stderr must not stop the result
+            pass
+        line = mark + join(encode({**payload, "nonce": nonce}, 0)) + "\n"
+        write(result_fd, line.encode())
+        exit_now(code)
+
+    return finish
 
 
 def _load_evaluator(task_dir: str):
@@ -88,33 +108,33 @@ def main() -> int:
     # Same-uid children (candidates) must not read this process's memory or its result fd via /proc.
     make_undumpable()
 
+    # Bound before any task or candidate code runs (see _result_writer).
+    finish, clean, isfinite = _result_writer(result_fd, nonce), _clean_metrics, math.isfinite
     try:
         evaluator = _load_evaluator(args.task)
         kwargs = {"split": args.split, "seed": args.seed}
         if args.stage is not None and "stage" in inspect.signature(evaluator.evaluate).parameters:
             kwargs["stage"] = args.stage
         raw = evaluator.evaluate(args.candidate, **kwargs)
-        metrics, feedback = _clean_metrics(raw)
+        metrics, feedback = clean(raw)
         score = metrics.get("score")
         if not isinstance(score, float):
             raise TypeError("evaluate() returned no numeric 'score'")
-        if not math.isfinite(score):
+        if not isfinite(score):
             raise ValueError(f"score is not a finite number: {score}")
     except BaseException as exc:  # noqa: BLE001 - every failure must be reported, not crash silently
         kind = "candidate" if isinstance(exc, CandidateError) else "evaluator"
-        _emit(
-            result_fd,
-            nonce,
+        finish(
             {
                 "status": "error",
                 "kind": kind,
                 "error": f"{type(exc).__name__}: {exc}"[:2000],
                 "traceback": traceback.format_exc()[-4000:],
             },
+            1,
         )
-        return 1
-    _emit(result_fd, nonce, {"status": "ok", "score": score, "metrics": metrics, "feedback": feedback})
-    return 0
+    finish({"status": "ok", "score": score, "metrics": metrics, "feedback": feedback}, 0)
+    return 0  # not reached: finish() exits
 
 
 if __name__ == "__main__":

@@ -136,3 +136,10 @@ def test_speedrun_native_read_is_denied_by_the_kernel(tmp_path: Path) -> None:
     assert "from_file outcome" in result["error"], result["error"]
     assert "LEAKED" not in result["error"], result["error"]
     assert "Permission denied" in result["error"], result["error"]
+
+
+def test_forging_through_the_runner_module_fails() -> None:
+    # The runner binds its result writer before any task code runs, and exits right after writing.
+    result = run_runner(RMSNORM, CHEATS / "patch_runner.py")
+    assert result["status"] == "error", result
+    assert result.get("score") != 3.5, result

@@ -28,8 +28,10 @@ from discovery.sandbox.process import sandbox_env
 log = logging.getLogger(__name__)
 
 RUN_LABEL = "discovery.run"
-# "<hostname>:<pid>" of the discovery process that made the container, so a later start can remove
-# the containers of a host process that was killed (-9) before it could remove them itself.
+# "<hostname>:<boot id>:<pid namespace>:<pid>" of the discovery process that made the container, so
+# a later start can remove the containers of a host process that was killed (-9) before it could
+# remove them itself. Boot id and pid namespace keep a start from removing a live process's
+# containers when a pid is only meaningful elsewhere (another machine or container on one engine).
 HOST_LABEL = "discovery.host"
 # Seconds past the time limit after which a container kills itself, should its host be gone.
 HOST_GONE_GRACE_S = 10
@@ -92,7 +94,7 @@ class DockerSandbox:
         self.binds: list[tuple[str, str]] = [tuple(b) for b in json.loads(labels.get(LABEL_BINDS, "[]"))]
         # Images discovery builds itself have coreutils' timeout; others may not.
         self.backstop = labels.get(LABEL_KIND) in ("skeleton", "debootstrap")
-        self.host = f"{socket.gethostname()}:{os.getpid()}"
+        self.host = f"{host_identity()}:{os.getpid()}"
         with contextlib.suppress(Exception):  # best effort: a failure here must not block a run
             removed = remove_orphans(self.client)
             if removed:
@@ -325,13 +327,25 @@ def _send_and_close(feed: Any, data: bytes) -> None:
         feed.close()
 
 
+def host_identity() -> str:
+    """hostname:boot id:pid-namespace inode: where a pid of this process means this process."""
+    try:
+        boot = open("/proc/sys/kernel/random/boot_id").read().strip()
+        pidns = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        boot, pidns = "?", "?"
+    return f"{socket.gethostname()}:{boot}:{pidns}"
+
+
 def remove_orphans(client: Any) -> int:
-    """Force-remove containers whose discovery process on this host no longer exists; returns how many."""
-    hostname = socket.gethostname()
+    """Force-remove containers whose discovery process, in this very pid namespace, is gone; returns how many."""
+    here = host_identity()
+    if "?" in here.split(":")[1:]:
+        return 0  # cannot tell whose pid is whose: leave everything
     removed = 0
     for c in client.api.containers(all=True, filters={"label": HOST_LABEL}):
-        owner_host, _, pid = c.get("Labels", {}).get(HOST_LABEL, "").rpartition(":")
-        if owner_host != hostname or not pid.isdigit() or _pid_alive(int(pid)):
+        owner, _, pid = c.get("Labels", {}).get(HOST_LABEL, "").rpartition(":")
+        if owner != here or not pid.isdigit() or _pid_alive(int(pid)):
             continue
         with contextlib.suppress(Exception):
             client.api.remove_container(c["Id"], force=True, v=True)

@@ -53,6 +53,9 @@ DENIED_X86_64 = {
     "fsmount": 432,
     "fspick": 433,
     "mount_setattr": 442,
+    "io_uring_setup": 425,  # io_uring bypasses per-syscall filtering and has a long CVE record
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
 }
 CLONE_X86_64 = 56
 CLONE3_X86_64 = 435
