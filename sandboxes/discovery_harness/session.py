@@ -31,6 +31,8 @@ class CandidateSession:
         if refused:
             logging.getLogger(__name__).warning("private data guarded by the audit hook only: %s", refused)
         harness = [m for name, m in sys.modules.items() if name.split(".")[0] == "discovery_harness"]
+        # The task's own module too: its reference's __code__ and its names must not change.
+        harness += [m for m in sys.modules.values() if getattr(m, "__file__", None) == evaluator_file]
         task_dir = os.path.dirname(os.path.abspath(evaluator_file))
         self._guard = Guard(harness, task_dir, private_dirs=private_dirs, extra_trusted=(evaluator_file,))
 
