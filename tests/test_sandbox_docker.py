@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from discovery.sandbox.base import Limits, SandboxResult, SandboxUnavailable
-from discovery.sandbox.docker import HOST_GONE_GRACE_S, RUN_LABEL, DockerSandbox, cleanup_stale, visible_gpus
+from discovery.sandbox.docker import RUN_LABEL, DockerSandbox, cleanup_stale, visible_gpus
+from discovery.sandbox.process import HOST_GONE_GRACE_S
 from tests.sandbox_fixtures import REPO, docker_or_skip, make_task, parse_result, skeleton_image
 
 pytestmark = pytest.mark.docker

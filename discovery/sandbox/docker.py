@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from discovery.sandbox.base import PYTHON, Limits, SandboxJob, SandboxResult, SandboxUnavailable
 from discovery.sandbox.images import LABEL_BINDS, LABEL_KIND, LABEL_PYTHON, image_info, skeleton_is_current
-from discovery.sandbox.process import sandbox_env
+from discovery.sandbox.process import HOST_GONE_GRACE_S, sandbox_env
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,6 @@ RUN_LABEL = "discovery.run"
 # remove them itself. Boot id and pid namespace keep a start from removing a live process's
 # containers when a pid is only meaningful elsewhere (another machine or container on one engine).
 HOST_LABEL = "discovery.host"
-# Seconds past the time limit after which a container kills itself, should its host be gone.
-HOST_GONE_GRACE_S = 10
 SANDBOX_HOME = "/tmp"
 _NOFILE = 1024
 T = TypeVar("T")
