@@ -30,13 +30,14 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 
 from discovery import evaluation  # noqa: E402
-from discovery.archive import OK, Archive  # noqa: E402
+from discovery.app.runs import LOCAL_MODEL, model_endpoints  # noqa: E402
+from discovery.archive import Archive  # noqa: E402
 from discovery.config import ModelConfig, RunConfig  # noqa: E402
+from discovery.domain import Status  # noqa: E402
 from discovery.errors import UserError  # noqa: E402
 from discovery.llm import LLMClient  # noqa: E402
-from discovery.loop import Search  # noqa: E402
-from discovery.runs import LOCAL_MODEL, model_endpoints  # noqa: E402
 from discovery.sandbox.choose import make_sandbox  # noqa: E402
+from discovery.search.loop import Search  # noqa: E402
 from discovery.task import Task, load_task  # noqa: E402
 
 # Each arm is the RunConfig defaults plus these overrides; the budget, model and seed are shared.
@@ -135,7 +136,7 @@ def make_config(args: argparse.Namespace, task: Task, arm: str, seed: int) -> Ru
 def best_so_far(archive: Archive, budget: int) -> list[float | None]:
     """Best train score after k LLM calls (k = 0..budget), candidates taken in call_id order."""
     points: list[tuple[int, float, float]] = []  # (calls spent, fitness, score)
-    for c in archive.candidates(OK):
+    for c in archive.candidates(Status.OK):
         if c.fitness is None or c.score is None:
             continue
         points.append((c.call_id or 0, c.fitness, c.score))  # the seed has no call: it is there at 0
@@ -162,9 +163,9 @@ def heldout_score(task: Task, code: str, sandbox_name: str, run_id: str) -> tupl
         outcome = asyncio.run(evaluation.evaluate(sandbox, task, code, split=split))
     finally:
         sandbox.close()
-    if outcome.status != OK:
+    if outcome.status != Status.OK:
         return None, outcome.status
-    return outcome.score, OK
+    return outcome.score, Status.OK
 
 
 def run_one(
@@ -241,7 +242,7 @@ def table(results: list[RunResult], arms: list[str]) -> str:
         runs = [r for r in results if r.arm == arm]
         if not runs:
             continue
-        failed = sum(r.heldout_status not in (OK, "n/a") for r in runs)
+        failed = sum(r.heldout_status not in (Status.OK, "n/a") for r in runs)
         calls = [r.calls for r in runs]
         rows.append(
             (

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from discovery.sandbox.base import Limits, SandboxJob, SandboxUnavailable  # noqa: E402
 from discovery.sandbox.bwrap import BwrapSandbox, bwrap_argv  # noqa: E402
 from discovery.sandbox.cgroup import Cgroup  # noqa: E402
-from discovery.sandbox.process import Launcher, rlimits, sandbox_env, spawn  # noqa: E402
+from discovery.sandbox.spawn import Launcher, rlimits, sandbox_env, spawn  # noqa: E402
 
 LIMITS = Limits(timeout_s=30, memory_mb=512, pids=64)
 COMMAND = ("/bin/true",)  # the job itself is beside the point: this measures getting it started

@@ -1,5 +1,5 @@
 """`python -m discovery` runs the CLI."""
 
-from discovery.cli import main
+from discovery.app.cli import main
 
 main()

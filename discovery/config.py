@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from discovery.llm import ModelSpec
+
+def min_repeats(alpha: float) -> int:
+    """The fewest paired repeats for which the exact sign-flip test can reach p < alpha."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    # 2^-n < alpha  <=>  n > log2(1/alpha).
+    return math.floor(math.log2(1 / alpha)) + 1
 
 
 class ModelConfig(BaseModel):
@@ -16,9 +23,6 @@ class ModelConfig(BaseModel):
     name: str = Field(min_length=1)
     weight: float = Field(default=1.0, gt=0)
     api_base: str | None = None
-
-    def spec(self) -> ModelSpec:
-        return ModelSpec(self.name, self.weight, self.api_base)
 
 
 class RunConfig(BaseModel):
@@ -60,18 +64,12 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _promotion_can_pass(self) -> RunConfig:
-        from discovery.promotion import min_repeats
-
         needed = min_repeats(self.promotion_alpha)
         if self.promotion_repeats < needed:
             raise ValueError(
                 f"promotion_repeats {self.promotion_repeats} can never reach p < {self.promotion_alpha}; "
                 f"use at least {needed}"
             )
-        if self.map_elites:
-            from discovery.map_elites import parse_specs
-
-            parse_specs(self.map_elites)
         return self
 
     @model_validator(mode="after")

@@ -22,10 +22,10 @@ from discovery.sandbox.base import (
     SandboxJob,
     SandboxResult,
 )
+from discovery.sandbox.hostpaths import sandboxes_dir
 from discovery.task import Task
 
 RESULT_MARK = "@@discovery-result@@"
-RUNNER_DIR = Path(__file__).resolve().parent.parent / "sandboxes"
 TAIL_CHARS = 4000
 
 
@@ -158,7 +158,7 @@ def runner_job(
     ) + (("--stage", stage) if stage else ())
     mounts = (
         Mount(task.path, TASK_MOUNT),
-        Mount(RUNNER_DIR, RUNNER_MOUNT),
+        Mount(sandboxes_dir(), RUNNER_MOUNT),
         Mount(candidate_dir, CANDIDATE_MOUNT),
     )
     return SandboxJob(

@@ -10,9 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from discovery.errors import UserError
-
-BLOCK_START = "EVOLVE-BLOCK-START"
-BLOCK_END = "EVOLVE-BLOCK-END"
+from discovery.program.blocks import marker_problem
 
 
 class Objective(BaseModel):
@@ -135,14 +133,9 @@ def _program_problems(program: Path) -> list[str]:
         ast.parse(code)
     except SyntaxError as exc:
         problems.append(f"{program}:{exc.lineno}: the seed program is not valid Python: {exc.msg}")
-    starts, ends = code.count(BLOCK_START), code.count(BLOCK_END)
-    if starts != 1 or ends != 1:
-        problems.append(
-            f"{program}: needs exactly one '# {BLOCK_START}' and one '# {BLOCK_END}' comment line "
-            f"around the code the LLM may change (found {starts} start, {ends} end)"
-        )
-    elif code.index(BLOCK_START) > code.index(BLOCK_END):
-        problems.append(f"{program}: '{BLOCK_END}' comes before '{BLOCK_START}'")
+    problem = marker_problem(code)
+    if problem:
+        problems.append(f"{program}: {problem}")
     return problems
 
 

@@ -50,7 +50,7 @@ from discovery.sandbox import seccomp
 from discovery.sandbox.base import PYTHON, Limits, SandboxJob, SandboxResult, SandboxUnavailable
 from discovery.sandbox.cgroup import Cgroup
 from discovery.sandbox.hostpaths import python_dirs, system_entries
-from discovery.sandbox.process import Launcher, rlimits, run_group, sandbox_env
+from discovery.sandbox.spawn import Launcher, rlimits, run_group, sandbox_env
 
 log = logging.getLogger(__name__)
 

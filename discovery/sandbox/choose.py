@@ -30,7 +30,8 @@ _PROBE = "import os, socket; print(os.getuid(), len(socket.if_nameindex()))"
 
 def docker_sandbox(image: str, run_id: str, build_missing: bool = True) -> Sandbox:
     """A Docker backend; builds a missing (or stale) skeleton image offline first when allowed."""
-    from discovery.sandbox.docker import DockerSandbox, connect
+    from discovery.sandbox.docker import DockerSandbox
+    from discovery.sandbox.docker_client import connect
     from discovery.sandbox.images import build_skeleton, image_info, skeleton_is_current
 
     client = connect()

@@ -22,8 +22,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from discovery.sandbox.base import PYTHON, Limits, SandboxJob, SandboxResult, SandboxUnavailable
+from discovery.sandbox.docker_client import connect
 from discovery.sandbox.images import LABEL_BINDS, LABEL_KIND, LABEL_PYTHON, image_info, skeleton_is_current
-from discovery.sandbox.process import HOST_GONE_GRACE_S, sandbox_env
+from discovery.sandbox.spawn import HOST_GONE_GRACE_S, sandbox_env
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +37,6 @@ HOST_LABEL = "discovery.host"
 SANDBOX_HOME = "/tmp"
 _NOFILE = 1024
 T = TypeVar("T")
-
-
-def connect() -> Any:
-    """A Docker SDK client that answers a ping, or SandboxUnavailable saying how to get one."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=60)
-        client.ping()
-    except Exception as exc:  # noqa: BLE001 - the SDK raises many types for "no engine"
-        raise SandboxUnavailable(
-            "no Docker engine answers (start one: `dockerd --iptables=false --ip-masq=false --bridge=none &`, "
-            f"or point DOCKER_HOST at a Podman service): {exc}"
-        ) from exc
-    return client
 
 
 def visible_gpus() -> list[str]:

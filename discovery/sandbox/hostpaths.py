@@ -50,3 +50,12 @@ def system_entries() -> list[tuple[str, str | None]]:
 def _under(path: str, root: str) -> bool:
     """Whether path is root or inside it."""
     return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def sandboxes_dir() -> Path:
+    """The in-sandbox code (runner, harness, image recipes): the installed copy, or a checkout's sandboxes/."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "_sandboxes", package.parent / "sandboxes"):
+        if (candidate / "runner.py").is_file():
+            return candidate
+    raise RuntimeError(f"the sandbox runner is missing under {package}: reinstall discovery-lab")

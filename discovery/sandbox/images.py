@@ -7,7 +7,7 @@ Kinds:
   the image label `discovery.binds` (JSON list of [host, target]).
 - debootstrap: a self-contained Debian minbase with python3 and numpy (about a minute; needs only
   the Debian package mirror).
-- dockerfile: `docker build` of sandboxes/Dockerfile.<recipe> (py, torch-cpu, torch-cuda) for
+- dockerfile: `docker build` of sandboxes/<recipe>.Dockerfile (py, torch-cpu, torch-cuda) for
   machines that can pull base images.
 Every image carries `discovery.kind` and `discovery.python` (the interpreter to run) labels.
 """
@@ -28,13 +28,13 @@ from typing import Any
 
 from discovery.errors import UserError
 from discovery.sandbox.base import CANDIDATE_MOUNT, RUNNER_MOUNT, TASK_MOUNT
-from discovery.sandbox.hostpaths import python_dirs, system_entries
+from discovery.sandbox.docker_client import connect
+from discovery.sandbox.hostpaths import python_dirs, sandboxes_dir, system_entries
 
 log = logging.getLogger(__name__)
 
 KINDS = ("skeleton", "debootstrap", "dockerfile")
 RECIPES = ("py", "torch-cpu", "torch-cuda")
-RECIPE_DIR = Path(__file__).resolve().parent.parent.parent / "sandboxes"
 LABEL_KIND = "discovery.kind"
 LABEL_PYTHON = "discovery.python"
 LABEL_BINDS = "discovery.binds"
@@ -43,21 +43,6 @@ ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime")
 PASSWD = "root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/tmp:/usr/sbin/nologin\n"
 GROUP = "root:x:0:\nnogroup:x:65534:\n"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
-
-
-def docker_client() -> Any:
-    """A Docker SDK client (DOCKER_HOST is honoured, so Podman works too), or UserError."""
-    import docker
-
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except Exception as exc:  # noqa: BLE001 - the SDK raises many types for "no engine"
-        raise UserError(
-            "no Docker engine answers; start one (e.g. `dockerd --iptables=false --ip-masq=false "
-            f"--bridge=none &`, or `podman system service` with DOCKER_HOST set): {exc}"
-        ) from exc
-    return client
 
 
 def skeleton_binds(python: str | None = None) -> list[tuple[str, str]]:
@@ -130,7 +115,7 @@ def build_skeleton(name: str, client: Any | None = None, python: str | None = No
     """Build the skeleton image: under a second, fully offline; tied to this host's Python install."""
     import sys
 
-    client = client or docker_client()
+    client = client or connect()
     python = python or sys.executable
     binds = skeleton_binds(python)
     with tempfile.NamedTemporaryFile(suffix=".tar") as tmp:
@@ -144,7 +129,7 @@ def build_debootstrap(name: str, client: Any | None = None, suite: str = "bookwo
     """Build a self-contained Debian minbase image with python3 and numpy (needs the Debian mirror)."""
     if shutil.which("debootstrap") is None:
         raise UserError("debootstrap is not installed; install it with: apt-get install -y debootstrap")
-    client = client or docker_client()
+    client = client or connect()
     with tempfile.TemporaryDirectory(prefix="discovery-rootfs-") as tmp:
         root = Path(tmp) / "rootfs"
         cmd = [
@@ -173,13 +158,14 @@ def build_debootstrap(name: str, client: Any | None = None, suite: str = "bookwo
 
 
 def build_dockerfile(name: str, recipe: str = "py", client: Any | None = None) -> None:
-    """`docker build` sandboxes/Dockerfile.<recipe>; needs a registry to pull the base image."""
+    """`docker build` sandboxes/<recipe>.Dockerfile; needs a registry to pull the base image."""
     if recipe not in RECIPES:
         raise UserError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
-    client = client or docker_client()
-    dockerfile = RECIPE_DIR / f"Dockerfile.{recipe}"
+    client = client or connect()
+    recipe_dir = sandboxes_dir()
+    dockerfile = recipe_dir / f"{recipe}.Dockerfile"
     try:
-        client.images.build(path=str(RECIPE_DIR), dockerfile=dockerfile.name, tag=name, rm=True, pull=False)
+        client.images.build(path=str(recipe_dir), dockerfile=dockerfile.name, tag=name, rm=True, pull=False)
     except Exception as exc:  # noqa: BLE001 - BuildError / APIError: report the engine's words
         raise UserError(
             f"docker build of {dockerfile.name} failed ({exc}); on a machine without a registry use "
@@ -215,7 +201,7 @@ def image_info(client: Any, name: str) -> dict[str, str] | None:
 
 def list_images(client: Any | None = None) -> list[tuple[str, str]]:
     """(tag, kind) of every image built for discovery on this engine."""
-    client = client or docker_client()
+    client = client or connect()
     found = []
     for image in client.images.list(filters={"label": LABEL_KIND}):
         for tag in image.tags or [image.short_id]:

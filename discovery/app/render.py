@@ -1,0 +1,172 @@
+"""Rich renderings of the archive views for the terminal: run list, run report, candidate, summary."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from discovery.archive import ARCHIVE_FILE, views
+from discovery.archive.views import fmt, mean_of
+
+
+def print_runs(rows: list[dict[str, Any]], console: Console) -> None:
+    table = Table(title="Runs")
+    for column in ("run", "task", "created", "calls", "candidates", "best", "cost $"):
+        table.add_column(column)
+    for r in rows:
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])) if r["created_at"] else "-"
+        table.add_row(
+            r["run"],
+            str(r["task"]),
+            created,
+            f"{r['calls']}/{r['budget']}",
+            str(r["candidates"]),
+            fmt(r["best_score"]),
+            f"{r['cost_usd']:.4f}",
+        )
+    console.print(table if rows else "No runs yet. Start one with `discovery run tasks/circle_packing`.")
+
+
+def print_run(report: dict[str, Any], console: Console) -> None:
+    config = report["config"] or {}
+    console.print(
+        f"[bold]{report['run']}[/bold]  task {report['task']}  strategy {config.get('strategy')}  "
+        f"calls {report['calls']}/{config.get('budget')}  cost ${report['cost_usd']:.4f}  "
+        f"seed score {fmt(report['seed_score'])}"
+    )
+    console.print("status: " + ", ".join(f"{k} {v}" for k, v in sorted(report["status_counts"].items())))
+    top = Table(title="Top candidates")
+    for column in ("id", "parent", "score", "operator", "eval s", "sandbox"):
+        top.add_column(column)
+    for c in report["top"]:
+        top.add_row(
+            str(c["id"]),
+            str(c["parent_id"] or "-"),
+            fmt(c["score"]),
+            c["operator"],
+            fmt(c["eval_wall_s"]),
+            str(c["sandbox"]),
+        )
+    console.print(top)
+    models = Table(title="LLM usage by model")
+    for column in ("model", "calls", "ok", "prompt tok", "completion tok", "cost $", "mean latency s"):
+        models.add_column(column)
+    for m in report["models"]:
+        models.add_row(
+            m["model"],
+            str(m["calls"]),
+            str(m["ok"]),
+            str(m["prompt_tokens"]),
+            str(m["completion_tokens"]),
+            "-" if m["cost_usd"] is None else f"{m['cost_usd']:.4f}",
+            fmt(m["mean_latency_s"]),
+        )
+    console.print(models)
+    if report["promotions"]:
+        gates = Table(title="Promotion gate (held-out repeats; champion history)")
+        for column in (
+            "challenger",
+            "vs champion",
+            "split",
+            "champion mean",
+            "challenger mean",
+            "p",
+            "verdict",
+        ):
+            gates.add_column(column)
+        for g in report["promotions"]:
+            verdict = "[green]promoted[/green]" if g["promoted"] else f"kept champion: {g['reason']}"
+            gates.add_row(
+                str(g["challenger_id"]),
+                str(g["champion_id"]),
+                g["split"],
+                fmt(mean_of(g["champion_scores"])),
+                fmt(mean_of(g["challenger_scores"])),
+                f"{g['p_value']:.3g}",
+                verdict,
+            )
+        console.print(gates)
+    console.print(f"champion: candidate {report['champion_id']}")
+    for stop in report["stops"]:
+        console.print(
+            f"stopped {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(stop['at']))}: {stop.get('reason')}"
+        )
+    for r in report["replays"]:
+        verdict = "[green]holds[/green]" if r["holds"] else "[red]differs[/red]"
+        console.print(
+            f"replay of {r['candidate_id']}: archived {fmt(r['archived'])} replayed {fmt(r['replayed'])} {verdict}"
+        )
+
+
+def print_candidate(report: dict[str, Any], console: Console) -> None:
+    lineage = " <- ".join(f"{a['id']} ({fmt(a['score'])})" for a in report["lineage"])
+    console.print(
+        f"[bold]candidate {report['id']}[/bold]  status {report['status']}  score {fmt(report['score'])}  "
+        f"operator {report['operator']}  model {report['model'] or '-'}"
+    )
+    console.print(f"lineage: {lineage}")
+    if report["metrics"]:
+        console.print("metrics: " + ", ".join(f"{k}={v}" for k, v in report["metrics"].items()))
+    if report["failure"]:
+        console.print(Panel(Text(report["failure"]), title="failure", border_style="red"))
+    if report["feedback"]:
+        console.print(Panel(Text(report["feedback"]), title="evaluator feedback"))
+    parts = [Syntax(report["code"], "python", line_numbers=True)]
+    console.print(Panel(Group(*parts), title="code"))
+    if report["prompt"]:
+        console.print(Panel(Text(report["prompt"]), title="prompt"))
+    if report["reply"]:
+        console.print(Panel(Text(report["reply"]), title="raw reply"))
+    if report["output_tail"]:
+        console.print(Panel(Text(report["output_tail"]), title="evaluator output (tail)"))
+
+
+def print_summary(run_dir: Path, stop_reason: str, console: Console) -> None:
+    """The end-of-run summary: best against seed, spend, and the commands to inspect and replay."""
+    s = views.run_summary(run_dir)
+    seed, best, champion, counts = s["seed"], s["best"], s["champion"], s["counts"]
+    cost, calls, call_counts, unknown_cost = s["cost"], s["calls"], s["call_counts"], s["unknown_cost"]
+    last_error, sandboxes, train_split = s["last_error"], s["sandboxes"], s["train_split"]
+    name = run_dir.name
+    console.print(f"\n[bold]Run {name} stopped:[/bold] {stop_reason}")
+    if seed is not None and seed.score is not None:
+        console.print(f"  seed score   {seed.score:.6g}")
+    if best is not None:
+        console.print(f"  best score   [bold green]{best.score:.6g}[/bold green] (candidate {best.id})")
+    if champion is not None and champion.score is not None:
+        held = s["heldout"]
+        held_text = ""
+        if held and held[0] is not None:
+            label = "gate re-runs" if held[2] == train_split else "held-out"
+            held_text = f", {label} {held[0]:.6g} (mean of {held[1]} repeats on split {held[2]!r})"
+        who = "the seed" if champion.operator == "seed" else f"candidate {champion.id}"
+        console.print(f"  champion     {who}: train {champion.score:.6g}{held_text}")
+        if best is not None and best.id != champion.id:
+            console.print(f"               (best train candidate {best.id} did not pass the promotion gate)")
+    console.print("  candidates   " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items())))
+    cost_note = f" ({unknown_cost} call(s) with no known price)" if unknown_cost else ""
+    failed_calls = ", ".join(f"{n} {s}" for s, n in sorted(call_counts.items()) if s != "ok")
+    console.print(
+        f"  LLM calls    {calls}"
+        + (f" ({failed_calls})" if failed_calls else "")
+        + f", spent ${cost:.4f}{cost_note}"
+    )
+    if last_error:
+        console.print(f"  last LLM error: {last_error[:300]}", highlight=False)
+    console.print(f"  archive      {run_dir / ARCHIVE_FILE}")
+    if "process" in sandboxes:
+        console.print(
+            "  [bold red]warning[/bold red]     evaluated with the process sandbox: no network or file isolation"
+        )
+    console.print(
+        f"\n  inspect:  discovery archive show {name}\n"
+        f"  replay:   discovery replay {name} --champion\n"
+        f"  resume:   discovery resume {name}"
+    )

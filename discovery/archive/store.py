@@ -1,0 +1,534 @@
+"""The run archive: one SQLite file (WAL) per run, with an append-only event log.
+
+Every state change is one transaction that appends an event and updates the tables it
+describes, so a run killed at any moment (even kill -9) reopens in a consistent state:
+an LLM call is either finished with its candidate recorded or marked interrupted, and a
+candidate is either evaluated or still pending.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from discovery.archive.schema import ARCHIVE_FILE, SCHEMA, SCHEMA_VERSION, upgrade
+from discovery.domain import Candidate, Status
+from discovery.errors import UserError
+
+CANDIDATE_EXTRAS = ("island", "second_parent_id", "arm", "nearest_id", "similarity")
+
+
+def _row_to_candidate(row: sqlite3.Row) -> Candidate:
+    return Candidate(
+        id=row["id"],
+        parent_id=row["parent_id"],
+        call_id=row["call_id"],
+        operator=row["operator"],
+        code=row["code"],
+        status=row["status"],
+        score=row["score"],
+        fitness=row["fitness"],
+        metrics=json.loads(row["metrics"]) if row["metrics"] else {},
+        feedback=row["feedback"],
+        failure=row["failure"],
+        output_tail=row["output_tail"],
+        sandbox=row["sandbox"],
+        created_at=row["created_at"],
+        eval_wall_s=row["eval_wall_s"],
+        island=row["island"],
+        second_parent_id=row["second_parent_id"],
+        arm=row["arm"],
+        similarity=row["similarity"],
+        stage_fitness=row["stage_fitness"],
+    )
+
+
+class Archive:
+    """A run's archive file: candidates, LLM calls, replays and the event log."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable against process crashes (kill -9) in WAL mode; only power loss can drop
+        # the last commits, and it avoids an fsync per candidate.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=5000")
+
+    # ----- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, run_dir: Path, meta: dict[str, Any]) -> Archive:
+        """Create a new run archive in run_dir (which must not hold one yet)."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / ARCHIVE_FILE
+        if path.exists():
+            raise UserError(
+                f"{path} already exists; pick another --name or resume it with `discovery resume {run_dir}`"
+            )
+        archive = cls(path)
+        archive.db.executescript(SCHEMA)  # executescript commits on its own
+        with archive.transaction():
+            for key, value in {"schema_version": SCHEMA_VERSION, **meta}.items():
+                archive.db.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        return archive
+
+    @classmethod
+    def open(cls, run_dir: Path) -> Archive:
+        """Open an existing run archive."""
+        path = Path(run_dir) / ARCHIVE_FILE
+        if not path.is_file():
+            raise UserError(f"no archive at {path}; list runs with `discovery archive list`")
+        archive = cls(path)
+        version = archive.meta().get("schema_version")
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            archive.close()
+            raise UserError(
+                f"{path} has archive schema {version}; this discovery reads schema {SCHEMA_VERSION} "
+                "and older: upgrade discovery to open it"
+            )
+        upgrade(archive.db, version)
+        return archive
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: everything inside commits together or not at all."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _event(
+        self, kind: str, candidate_id: int | None = None, call_id: int | None = None, **data: Any
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO events(at, kind, candidate_id, call_id, data) VALUES (?, ?, ?, ?, ?)",
+            (time.time(), kind, candidate_id, call_id, json.dumps(data, default=str)),
+        )
+
+    # ----- meta ------------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, Any]:
+        return {r["key"]: json.loads(r["value"]) for r in self.db.execute("SELECT key, value FROM meta")}
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def log_event(self, kind: str, **data: Any) -> None:
+        """Append a run-level event (started, resumed, stopped, ...)."""
+        with self.transaction():
+            self._event(kind, **data)
+
+    # ----- LLM calls -------------------------------------------------------------------------
+
+    def start_call(self, model: str, operator: str, parent_id: int | None, seed: int, prompt: str) -> int:
+        """Record an LLM call before it is sent, so the budget counts it even if the run dies."""
+        with self.transaction():
+            cur = self.db.execute(
+                "INSERT INTO llm_calls(started_at, model, operator, parent_id, seed, prompt, status)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'started')",
+                (time.time(), model, operator, parent_id, seed, prompt),
+            )
+            call_id = cur.lastrowid
+            self._event("call_started", call_id=call_id, model=model, operator=operator, parent_id=parent_id)
+        return call_id
+
+    def _finish_call(
+        self, call_id: int, status: str, reply: str | None, error: str | None, usage: dict
+    ) -> None:
+        self.db.execute(
+            "UPDATE llm_calls SET finished_at=?, status=?, reply=?, error=?, prompt_tokens=?, completion_tokens=?,"
+            " cost_usd=?, latency_s=? WHERE id=?",
+            (
+                time.time(),
+                status,
+                reply,
+                error,
+                usage.get("prompt_tokens", 0),
+                usage.get("completion_tokens", 0),
+                usage.get("cost_usd"),
+                usage.get("latency_s"),
+                call_id,
+            ),
+        )
+        self._event(
+            "call_finished", call_id=call_id, status=status, error=error, cost_usd=usage.get("cost_usd")
+        )
+
+    def fail_call(
+        self, call_id: int, status: str, error: str, reply: str | None = None, usage: dict | None = None
+    ) -> None:
+        """Record a call that produced no candidate (provider error, empty or refused reply)."""
+        with self.transaction():
+            self._finish_call(call_id, status, reply, error, usage or {})
+
+    def finish_call(self, call_id: int, reply: str, usage: dict) -> None:
+        """Record a good reply that yields no candidate (a reflection)."""
+        with self.transaction():
+            self._finish_call(call_id, "ok", reply, None, usage)
+
+    def finish_call_with_candidate(
+        self,
+        call_id: int,
+        reply: str,
+        usage: dict,
+        parent_id: int | None,
+        operator: str,
+        code: str,
+        normalised_hash: str,
+        status: str = Status.PENDING,
+        failure: str | None = None,
+        extra: dict[str, Any] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> int:
+        """Record a reply and the candidate it yielded (pending, or rejected with its reason), atomically.
+
+        `extra` fills optional candidate columns (CANDIDATE_EXTRAS); `meta` updates search state in
+        the same transaction, so a crash can never record one without the other.
+        """
+        with self.transaction():
+            self._finish_call(call_id, "ok", reply, None, usage)
+            candidate_id = self._insert_candidate(
+                parent_id, call_id, operator, code, normalised_hash, status, failure
+            )
+            for column, value in (extra or {}).items():
+                if column not in CANDIDATE_EXTRAS:
+                    raise ValueError(f"unknown candidate column {column}")
+                self.db.execute(f"UPDATE candidates SET {column}=? WHERE id=?", (value, candidate_id))
+            self.set_meta_items(meta)
+            return candidate_id
+
+    def set_meta_items(self, meta: dict[str, Any] | None) -> None:
+        for key, value in (meta or {}).items():
+            self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def _insert_candidate(
+        self,
+        parent_id: int | None,
+        call_id: int | None,
+        operator: str,
+        code: str,
+        normalised_hash: str,
+        status: str,
+        failure: str | None,
+    ) -> int:
+        cur = self.db.execute(
+            "INSERT INTO candidates(parent_id, call_id, created_at, operator, code, code_hash, status, failure)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (parent_id, call_id, time.time(), operator, code, normalised_hash, status, failure),
+        )
+        candidate_id = cur.lastrowid
+        kind = "candidate_rejected" if status.startswith("rejected") else "candidate_created"
+        self._event(kind, candidate_id=candidate_id, call_id=call_id, status=status, failure=failure)
+        return candidate_id
+
+    def add_seed(self, code: str, normalised_hash: str) -> int:
+        """Record the task's seed program as the first candidate."""
+        with self.transaction():
+            return self._insert_candidate(None, None, "seed", code, normalised_hash, Status.PENDING, None)
+
+    def interrupt_unfinished_calls(self) -> int:
+        """Mark calls that were in flight when the run died; they still count against the budget."""
+        with self.transaction():
+            rows = self.db.execute("SELECT id FROM llm_calls WHERE status='started'").fetchall()
+            for row in rows:
+                self.db.execute(
+                    "UPDATE llm_calls SET status='interrupted', finished_at=? WHERE id=?",
+                    (time.time(), row["id"]),
+                )
+                self._event("call_interrupted", call_id=row["id"])
+        return len(rows)
+
+    # ----- evaluation ------------------------------------------------------------------------
+
+    def record_evaluation(
+        self,
+        candidate_id: int,
+        status: str,
+        score: float | None,
+        fitness: float | None,
+        metrics: dict,
+        feedback: str | None,
+        failure: str | None,
+        output_tail: str | None,
+        sandbox: str,
+        split: str,
+        wall_s: float,
+        stage_fitness: float | None = None,
+        meta: dict[str, Any] | None = None,
+        events: list[tuple[str, dict[str, Any]]] = (),
+    ) -> None:
+        """Store an evaluation result; a candidate is evaluated once, so a second result is an error.
+
+        `meta` (search state such as islands or bandit statistics) and `events` (migrations, resets)
+        commit in the same transaction as the result.
+        """
+        with self.transaction():
+            cur = self.db.execute(
+                "UPDATE candidates SET status=?, score=?, fitness=?, metrics=?, feedback=?, failure=?, output_tail=?,"
+                " sandbox=?, split=?, eval_wall_s=?, evaluated_at=?, stage_fitness=? WHERE id=? AND status='pending'",
+                (
+                    status,
+                    score,
+                    fitness,
+                    json.dumps(metrics),
+                    feedback,
+                    failure,
+                    output_tail,
+                    sandbox,
+                    split,
+                    wall_s,
+                    time.time(),
+                    stage_fitness,
+                    candidate_id,
+                ),
+            )
+            if cur.rowcount != 1:
+                raise RuntimeError(
+                    f"candidate {candidate_id} is not pending; refusing to record a second evaluation"
+                )
+            self._event(
+                "candidate_evaluated", candidate_id=candidate_id, status=status, score=score, failure=failure
+            )
+            for kind, data in events:
+                self._event(kind, candidate_id=candidate_id, **data)
+            self.set_meta_items(meta)
+
+    def record_promotion(
+        self,
+        champion_id: int,
+        challenger_id: int,
+        split: str,
+        seeds: list[int],
+        champion_scores: list[float | None],
+        challenger_scores: list[float | None],
+        p_value: float,
+        mean_gain: float | None,
+        margin: float,
+        alpha: float,
+        promoted: bool,
+        reason: str,
+    ) -> None:
+        """Record one promotion-gate decision; a promotion also makes the challenger the champion."""
+        gain = (
+            None if mean_gain is None or mean_gain != mean_gain else mean_gain
+        )  # NaN is not JSON/SQL friendly
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO promotions(at, champion_id, challenger_id, split, seeds, champion_scores,"
+                " challenger_scores, p_value, mean_gain, margin, alpha, promoted, reason)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    time.time(),
+                    champion_id,
+                    challenger_id,
+                    split,
+                    json.dumps(seeds),
+                    json.dumps(champion_scores),
+                    json.dumps(challenger_scores),
+                    p_value,
+                    gain,
+                    margin,
+                    alpha,
+                    int(promoted),
+                    reason,
+                ),
+            )
+            if promoted:
+                self.set_meta_items({"champion_id": challenger_id})
+            self._event(
+                "promotion",
+                candidate_id=challenger_id,
+                champion_id=champion_id,
+                p_value=p_value,
+                promoted=promoted,
+            )
+
+    def record_reflection(
+        self,
+        kind: str,
+        call_id: int,
+        reply: str,
+        usage: dict,
+        text: str,
+        better_id: int | None,
+        worse_id: int | None,
+    ) -> None:
+        """Record a reflection call's reply and the lesson taken from it, atomically."""
+        with self.transaction():
+            self._finish_call(call_id, "ok", reply, None, usage)
+            cur = self.db.execute(
+                "INSERT INTO reflections(at, kind, call_id, better_id, worse_id, text) VALUES (?, ?, ?, ?, ?, ?)",
+                (time.time(), kind, call_id, better_id, worse_id, text),
+            )
+            self._event("reflection", call_id=call_id, reflection=kind, reflection_id=cur.lastrowid)
+
+    def record_replay(
+        self,
+        candidate_id: int,
+        split: str,
+        archived: float | None,
+        replayed: float | None,
+        status: str,
+        holds: bool,
+        sandbox: str,
+        failure: str | None,
+    ) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO replays(candidate_id, at, split, archived, replayed, status, holds, sandbox, failure)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (candidate_id, time.time(), split, archived, replayed, status, int(holds), sandbox, failure),
+            )
+            self._event("replayed", candidate_id=candidate_id, replayed=replayed, holds=holds)
+
+    # ----- queries ---------------------------------------------------------------------------
+
+    def candidate(self, candidate_id: int) -> Candidate:
+        row = self.db.execute("SELECT * FROM candidates WHERE id=?", (candidate_id,)).fetchone()
+        if row is None:
+            raise UserError(f"no candidate {candidate_id} in {self.path}")
+        return _row_to_candidate(row)
+
+    def candidates(self, status: str | None = None) -> list[Candidate]:
+        if status is None:
+            rows = self.db.execute("SELECT * FROM candidates ORDER BY id")
+        else:
+            rows = self.db.execute("SELECT * FROM candidates WHERE status=? ORDER BY id", (status,))
+        return [_row_to_candidate(r) for r in rows]
+
+    def seed(self) -> Candidate:
+        """The task's seed program: always the first candidate."""
+        row = self.db.execute("SELECT * FROM candidates ORDER BY id LIMIT 1").fetchone()
+        if row is None:
+            raise UserError(f"{self.path} holds no candidates yet")
+        return _row_to_candidate(row)
+
+    def failed_children(self, parent_id: int, limit: int) -> list[Candidate]:
+        """The latest children of a parent that failed with a recorded reason, oldest first."""
+        rows = self.db.execute(
+            "SELECT * FROM candidates WHERE parent_id=? AND status NOT IN ('ok', 'pending')"
+            " AND COALESCE(failure, '') != '' ORDER BY id DESC LIMIT ?",
+            (parent_id, limit),
+        ).fetchall()
+        return [_row_to_candidate(r) for r in reversed(rows)]
+
+    def pending_ids(self) -> list[int]:
+        return [
+            r["id"] for r in self.db.execute("SELECT id FROM candidates WHERE status='pending' ORDER BY id")
+        ]
+
+    def has_hash(self, normalised_hash: str) -> bool:
+        """Whether an equivalent program was already proposed (rejected ones excluded)."""
+        row = self.db.execute(
+            "SELECT 1 FROM candidates WHERE code_hash=? AND status NOT LIKE 'rejected%' LIMIT 1",
+            (normalised_hash,),
+        ).fetchone()
+        return row is not None
+
+    def best(self) -> Candidate | None:
+        row = self.db.execute(
+            "SELECT * FROM candidates WHERE status='ok' ORDER BY fitness DESC, id ASC LIMIT 1"
+        ).fetchone()
+        return _row_to_candidate(row) if row else None
+
+    def children_counts(self) -> dict[int, int]:
+        rows = self.db.execute(
+            "SELECT parent_id, COUNT(*) AS n FROM candidates WHERE parent_id IS NOT NULL GROUP BY parent_id"
+        )
+        return {r["parent_id"]: r["n"] for r in rows}
+
+    def lineage(self, candidate_id: int) -> list[Candidate]:
+        """The candidate and its ancestors, newest first."""
+        chain = []
+        current: int | None = candidate_id
+        while current is not None:
+            c = self.candidate(current)
+            chain.append(c)
+            current = c.parent_id
+        return chain
+
+    def call(self, call_id: int) -> dict[str, Any]:
+        row = self.db.execute("SELECT * FROM llm_calls WHERE id=?", (call_id,)).fetchone()
+        return dict(row) if row else {}
+
+    def calls_made(self) -> int:
+        """LLM calls started so far, including failed and interrupted ones: what the budget counts."""
+        return self.db.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0]
+
+    def total_cost(self) -> float:
+        return self.db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls").fetchone()[0]
+
+    def status_counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT status, COUNT(*) AS n FROM candidates GROUP BY status")
+        return {r["status"]: r["n"] for r in rows}
+
+    def usage_by_model(self) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT model, COUNT(*) AS calls, SUM(status='ok') AS ok, SUM(prompt_tokens) AS prompt_tokens,"
+            " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd, AVG(latency_s) AS mean_latency_s"
+            " FROM llm_calls GROUP BY model ORDER BY model"
+        )
+        return [dict(r) for r in rows]
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM events" + (" WHERE kind=?" if kind else "") + " ORDER BY seq"
+        rows = self.db.execute(sql, (kind,) if kind else ())
+        return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
+
+    def champion_id(self) -> int | None:
+        """The promoted champion, or the seed before any promotion."""
+        champion = self.meta().get("champion_id")
+        if champion is not None:
+            return champion
+        first = self.db.execute("SELECT id FROM candidates ORDER BY id LIMIT 1").fetchone()
+        return first["id"] if first else None
+
+    def promotions(self) -> list[dict[str, Any]]:
+        out = []
+        for r in self.db.execute("SELECT * FROM promotions ORDER BY id"):
+            row = dict(r)
+            for key in ("seeds", "champion_scores", "challenger_scores"):
+                row[key] = json.loads(row[key])
+            out.append(row)
+        return out
+
+    def gated(self, candidate_id: int) -> bool:
+        """Whether a candidate already went through the promotion gate."""
+        row = self.db.execute(
+            "SELECT 1 FROM promotions WHERE challenger_id=? LIMIT 1", (candidate_id,)
+        ).fetchone()
+        return row is not None
+
+    def reflections(self, kind: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM reflections" + (" WHERE kind=?" if kind else "") + " ORDER BY id"
+        return [dict(r) for r in self.db.execute(sql, (kind,) if kind else ())]
+
+    def replays(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM replays ORDER BY id")]
+
+    def call_status_counts(self) -> dict[str, int]:
+        """LLM calls per status (ok, error, interrupted, ...)."""
+        return dict(self.db.execute("SELECT status, COUNT(*) FROM llm_calls GROUP BY status").fetchall())
+
+    def last_call_error(self) -> str | None:
+        """The error text of the latest failed LLM call."""
+        row = self.db.execute("SELECT error FROM llm_calls WHERE status = 'error' ORDER BY id DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def calls_without_price(self) -> int:
+        """LLM calls whose cost is unknown (no price for the model)."""
+        return self.db.execute("SELECT COUNT(*) FROM llm_calls WHERE cost_usd IS NULL").fetchone()[0]

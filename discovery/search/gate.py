@@ -1,0 +1,64 @@
+"""The promotion gate: a challenger replaces the champion only after paired held-out repeats and a test."""
+
+from __future__ import annotations
+
+from discovery import evaluation
+from discovery.archive import Archive
+from discovery.config import RunConfig
+from discovery.domain import Status
+from discovery.sandbox.base import Sandbox
+from discovery.search.strategies import promotion
+from discovery.task import Task
+
+
+async def challenge(
+    archive: Archive, task: Task, config: RunConfig, sandbox: Sandbox, run_id: str, challenger_id: int
+) -> None:
+    """Re-evaluate champion and challenger on held-out seeds, decide, and record the decision."""
+    champion = archive.candidate(archive.champion_id())
+    challenger = archive.candidate(challenger_id)
+    if challenger.id == champion.id or archive.gated(challenger.id) or champion.status != Status.OK:
+        return
+    if challenger.fitness <= champion.fitness:
+        return
+    spec = task.spec.evaluation
+    split = spec.heldout_split or spec.train_split
+    # Seeds apart from the search's, so a train-seed overfit cannot pass on the same draws.
+    seeds = [spec.seed + 1000 + k for k in range(config.promotion_repeats)]
+    labels = {"discovery.run": run_id, "discovery.gate": str(challenger.id)}
+    champion_scores: list[float | None] = []
+    challenger_scores: list[float | None] = []
+    for seed in seeds:
+        for program, scores in ((champion, champion_scores), (challenger, challenger_scores)):
+            outcome = await evaluation.evaluate_once(sandbox, task, program.code, split, seed, labels)
+            scores.append(outcome.score if outcome.status == Status.OK else None)
+    if challenger.metrics.get("flagged") == 1.0:
+        decision = promotion.Decision(
+            False,
+            1.0,
+            float("nan"),
+            len(seeds),
+            "flagged: speedup beyond the task's plausibility bound",
+        )
+    else:
+        decision = promotion.decide(
+            champion_scores,
+            challenger_scores,
+            task.maximize,
+            config.promotion_alpha,
+            task.spec.objective.tolerance,
+        )
+    archive.record_promotion(
+        champion.id,
+        challenger.id,
+        split,
+        seeds,
+        champion_scores,
+        challenger_scores,
+        decision.p_value,
+        decision.mean_gain,
+        task.spec.objective.tolerance,
+        config.promotion_alpha,
+        decision.promote,
+        decision.reason,
+    )

@@ -1,0 +1,419 @@
+"""The discovery loop: LLM proposers and sandbox evaluators running concurrently over one archive."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+from collections.abc import Callable
+
+from discovery import evaluation
+from discovery.archive import Archive
+from discovery.config import RunConfig
+from discovery.domain import EVALUATED_FAILURES, Candidate, Status, code_hash
+from discovery.llm import LLMClient, LLMFailure
+from discovery.program import reflection
+from discovery.program.blocks import normalise
+from discovery.program.patch import Rejection, build_program
+from discovery.program.prompts import render
+from discovery.sandbox.base import Sandbox
+from discovery.search import gate
+from discovery.search.planner import Plan, Planner
+from discovery.search.state import Population
+from discovery.search.strategies import cascade
+from discovery.search.strategies.novelty import too_similar
+from discovery.task import Task
+
+log = logging.getLogger(__name__)
+
+# After this many provider failures in a row (each already retried), the run stops and can be resumed.
+MAX_CONSECUTIVE_LLM_ERRORS = 5
+# With --reflection, one short-term reflection per this many evaluated children.
+REFLECT_EVERY_CHILDREN = 4
+
+
+@dataclasses.dataclass
+class Stats:
+    """Live figures for the progress display."""
+
+    calls: int = 0
+    budget: int = 0
+    evaluated: int = 0
+    ok: int = 0
+    failed: int = 0
+    rejected: int = 0
+    pending: int = 0
+    best: float | None = None
+    cost_usd: float = 0.0
+
+
+@dataclasses.dataclass
+class Search:
+    """The shared state of one running search; `run()` drives it to a stop reason."""
+
+    archive: Archive
+    task: Task
+    config: RunConfig
+    client: LLMClient
+    sandbox: Sandbox
+    run_id: str
+    on_change: Callable[[Stats], None] = lambda stats: None
+    max_time: float | None = None
+    stats: Stats = dataclasses.field(default_factory=Stats)
+    stop_reason: str | None = None
+    _queue: asyncio.Queue | None = None
+    _room: asyncio.Condition | None = None
+    _gate: asyncio.Lock | None = None
+    _consecutive_errors: int = 0
+    _similar_streak: int = 0
+    _evaluations_halted: bool = False
+    _rng: random.Random | None = None
+    _population: Population | None = None
+    _planner: Planner | None = None
+    _children_evaluated: int = 0
+
+    # ----- shared helpers --------------------------------------------------------------------
+
+    def _refresh_stats(self) -> None:
+        counts = self.archive.status_counts()
+        best = self.archive.best()
+        rejected = sum(n for s, n in counts.items() if s.startswith("rejected"))
+        self.stats = Stats(
+            calls=self.archive.calls_made(),
+            budget=self.config.budget,
+            evaluated=sum(counts.values()) - rejected - counts.get(Status.PENDING, 0),
+            ok=counts.get(Status.OK, 0),
+            failed=sum(counts.get(s, 0) for s in EVALUATED_FAILURES),
+            rejected=rejected,
+            pending=counts.get(Status.PENDING, 0),
+            best=best.score if best else None,
+            cost_usd=self.archive.total_cost(),
+        )
+        self.on_change(self.stats)
+
+    def _seed(self) -> Candidate:
+        return self.archive.seed()
+
+    @property
+    def _baseline(self) -> bool:
+        return self.config.strategy == "best-of-n"
+
+    async def _stop(self, reason: str) -> None:
+        """Stop proposing (first reason wins) and wake every slot that waits, so the run winds down."""
+        self.stop_reason = self.stop_reason or reason
+        assert self._room is not None
+        async with self._room:
+            self._room.notify_all()
+
+    # ----- evaluation ------------------------------------------------------------------------
+
+    async def _score(self, candidate: Candidate) -> tuple[evaluation.Outcome, float | None]:
+        """Cascade: a quick stage first when enabled, and the full evaluation only if it clears the bar."""
+        labels = {"discovery.run": self.run_id, "discovery.candidate": str(candidate.id)}
+        stage = self.task.spec.evaluation.cascade_stage
+        if self.config.cascade is None or not stage or self._baseline:
+            return await evaluation.evaluate(self.sandbox, self.task, candidate.code, labels=labels), None
+        quick = await evaluation.evaluate_once(
+            self.sandbox,
+            self.task,
+            candidate.code,
+            self.task.spec.evaluation.train_split,
+            self.task.spec.evaluation.seed,
+            labels,
+            stage=stage,
+        )
+        if quick.status != Status.OK:
+            return quick, None
+        stage_fitness = self.task.fitness(quick.score)
+        earlier = [c.stage_fitness for c in self.archive.candidates() if c.stage_fitness is not None]
+        bar = cascade.threshold(earlier, self.config.cascade)
+        if candidate.operator != "seed" and not cascade.passes(stage_fitness, bar):
+            why = f"quick stage {stage!r} fitness {stage_fitness:.6g} below the bar {bar:.6g}"
+            return evaluation.Outcome(
+                Status.CASCADE_STOPPED,
+                None,
+                quick.metrics,
+                quick.feedback,
+                why,
+                quick.output_tail,
+                quick.wall_s,
+            ), stage_fitness
+        full = await evaluation.evaluate(self.sandbox, self.task, candidate.code, labels=labels)
+        return full, stage_fitness
+
+    async def _evaluate(self, candidate_id: int) -> None:
+        """Evaluate one pending candidate, record it with the search state it changes, and act on it."""
+        assert self._population is not None and self._rng is not None
+        candidate = self.archive.candidate(candidate_id)
+        try:
+            outcome, stage_fitness = await self._score(candidate)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a backend failure stops the run; the candidate stays pending
+            log.debug("sandbox failure on candidate %s", candidate_id, exc_info=True)
+            self._evaluations_halted = True
+            await self._stop(
+                f"the {self.sandbox.name} sandbox failed ({exc}); candidate {candidate_id} is still pending: "
+                "fix the backend (`discovery sandbox check`) and `discovery resume` the run"
+            )
+            return
+        fitness = self.task.fitness(outcome.score) if outcome.score is not None else None
+        best = self.archive.best()
+        parent = self.archive.candidate(candidate.parent_id) if candidate.parent_id else None
+        call = self.archive.call(candidate.call_id) if candidate.call_id else {}
+        cost = call.get("cost_usd") or (call.get("prompt_tokens", 0) + call.get("completion_tokens", 0)) / 1e6
+        meta, events = self._population.after_evaluation(
+            candidate,
+            fitness,
+            parent.fitness if parent else None,
+            best.fitness if best else None,
+            cost,
+            self._rng,
+            self.archive,
+        )
+        self.archive.record_evaluation(
+            candidate_id,
+            outcome.status,
+            outcome.score,
+            fitness,
+            outcome.metrics,
+            outcome.feedback,
+            outcome.failure,
+            outcome.output_tail,
+            self.sandbox.name,
+            self.task.spec.evaluation.train_split,
+            outcome.wall_s,
+            stage_fitness=stage_fitness,
+            meta=meta,
+            events=events,
+        )
+        self._refresh_stats()
+        if candidate.operator == "seed":
+            return
+        self._children_evaluated += 1
+        self._queue_follow_ups(candidate, outcome.status, fitness, parent)
+        if outcome.status == Status.OK and best is not None and fitness > best.fitness:
+            await self._promote(candidate_id)
+
+    def _queue_follow_ups(
+        self, child: Candidate, status: str, fitness: float | None, parent: Candidate | None
+    ) -> None:
+        """Repairs for failures, and short-term reflections on a better/worse pair."""
+        if self._baseline:
+            return
+        if self.config.repair and status in EVALUATED_FAILURES and child.operator != "repair":
+            self._planner.repairs.append(child.id)
+        if (
+            self.config.reflection
+            and parent is not None
+            and self._children_evaluated % REFLECT_EVERY_CHILDREN == 0
+        ):
+            child_better = fitness is not None and parent.fitness is not None and fitness > parent.fitness
+            self._planner.reflect.append((child.id, parent.id) if child_better else (parent.id, child.id))
+
+    async def _evaluator(self) -> None:
+        """An evaluation slot: takes pending candidates off the queue until it gets None or the run stops."""
+        assert self._queue is not None and self._room is not None
+        while True:
+            candidate_id = await self._queue.get()
+            async with self._room:
+                self._room.notify_all()
+            if candidate_id is None or self._evaluations_halted:
+                return
+            await self._evaluate(candidate_id)
+
+    # ----- promotion -------------------------------------------------------------------------
+
+    async def _promote(self, challenger_id: int) -> None:
+        """Run the promotion gate on a challenger, one gate at a time."""
+        assert self._gate is not None
+        async with self._gate:
+            await gate.challenge(
+                self.archive, self.task, self.config, self.sandbox, self.run_id, challenger_id
+            )
+
+    # ----- proposals -------------------------------------------------------------------------
+
+    def _should_stop_proposing(self) -> bool:
+        if self.stop_reason:
+            return True
+        if self.archive.calls_made() >= self.config.budget:
+            return True
+        if self.config.max_cost is not None and self.archive.total_cost() >= self.config.max_cost:
+            self.stop_reason = f"cost limit of ${self.config.max_cost:.2f} reached"
+            return True
+        return False
+
+    async def _propose_one(self) -> None:
+        """One LLM call: plan, prompt, reply, then a candidate (queued or rejected) or a reflection."""
+        assert self._rng is not None and self._queue is not None and self._population is not None
+        assert self._planner is not None
+        plan = self._planner.next()
+        seed = self._rng.randrange(2**31)
+        parent_id = plan.parent.id if plan.parent else None
+        call_id = self.archive.start_call(
+            plan.model.name, plan.operator, parent_id, seed, render(plan.messages)
+        )
+        self._refresh_stats()
+        try:
+            reply = await self.client.complete(plan.model, plan.messages, seed)
+        except LLMFailure as failure:
+            self.archive.fail_call(call_id, failure.status, str(failure), usage=failure.usage)
+            if failure.status == "error":
+                self._consecutive_errors += 1
+                if failure.fatal:
+                    self.stop_reason = f"{plan.model.name}: {failure}"
+                elif self._consecutive_errors >= MAX_CONSECUTIVE_LLM_ERRORS:
+                    self.stop_reason = (
+                        f"{plan.model.name} failed {self._consecutive_errors} times in a row: {failure}"
+                    )
+            self._refresh_stats()
+            return
+        self._consecutive_errors = 0
+        if plan.operator.startswith("reflect"):
+            self._record_reflection(plan, call_id, reply)
+            return
+        candidate_id, status = self._record_child(plan, call_id, reply)
+        self._refresh_stats()
+        if status == Status.PENDING:
+            await self._queue.put(candidate_id)
+
+    def _record_reflection(self, plan: Plan, call_id: int, reply) -> None:
+        kind = "short" if plan.operator == "reflect_short" else "long"
+        limit = reflection.SHORT_TERM_WORDS if kind == "short" else reflection.LONG_TERM_WORDS
+        text = reflection.clean_reflection(reply.text, limit)
+        better, worse = plan.pair or (None, None)
+        self.archive.record_reflection(kind, call_id, reply.text, reply.usage(), text, better, worse)
+        self._planner.learn(kind, text)
+
+    def _record_child(self, plan: Plan, call_id: int, reply) -> tuple[int, str]:
+        """Parse, dedup and novelty-check a reply; store the child with its search state in one transaction."""
+        assert self._population is not None and plan.parent is not None
+        pop = self._population
+        proposal = build_program(reply.text, plan.parent.code)
+        if isinstance(proposal, Rejection):
+            code, status, failure = reply.text, proposal.status, proposal.reason
+        else:
+            code, status, failure = proposal.code, Status.PENDING, None
+        digest = code_hash(normalise(code))
+        if status == Status.PENDING and self.archive.has_hash(digest):
+            status, failure = "rejected_duplicate", "an equivalent program is already in the archive"
+        extra: dict = {
+            "island": plan.island,
+            "arm": plan.arm,
+            "second_parent_id": plan.second_parent.id if plan.second_parent else None,
+        }
+        if status == Status.PENDING and pop.novelty is not None:
+            nearest_id, similarity = pop.novelty.nearest(code)
+            extra.update(nearest_id=nearest_id, similarity=similarity)
+            # After novelty_resamples rejections in a row the next proposal is evaluated anyway.
+            if too_similar(similarity, self.config.novelty_threshold) and (
+                self._similar_streak < self.config.novelty_resamples
+            ):
+                self._similar_streak += 1
+                status = "rejected_similar"
+                failure = f"{similarity:.0%} similar to candidate {nearest_id} (threshold {self.config.novelty_threshold:.0%})"
+            else:
+                self._similar_streak = 0
+        meta = pop.after_rejection(plan.arm, reply.cost_usd or 0.0) if status != Status.PENDING else None
+        candidate_id = self.archive.finish_call_with_candidate(
+            call_id,
+            reply.text,
+            reply.usage(),
+            plan.parent.id,
+            plan.operator,
+            code,
+            digest,
+            status,
+            failure,
+            extra=extra,
+            meta=meta,
+        )
+        if status == Status.PENDING and pop.novelty is not None:
+            pop.novelty.add(candidate_id, code)
+        return candidate_id, status
+
+    async def _proposer(self) -> None:
+        """An LLM slot: keeps proposing while budget remains, waiting only when evaluations fall behind."""
+        assert self._queue is not None and self._room is not None
+        while not self._should_stop_proposing():
+            async with self._room:
+                # Keep at most one waiting candidate per evaluation slot, so parents stay fresh.
+                await self._room.wait_for(
+                    lambda: self.stop_reason or self._queue.qsize() < self.config.eval_slots
+                )
+            if self._should_stop_proposing():
+                return
+            await self._propose_one()
+
+    # ----- driver ----------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        """First start: record and evaluate the seed. Resume: close calls that died in flight."""
+        if not self.archive.candidates():
+            seed_code = self.task.seed_code
+            self.archive.add_seed(seed_code, code_hash(normalise(seed_code)))
+        interrupted = self.archive.interrupt_unfinished_calls()
+        if interrupted:
+            log.info(
+                "%d LLM call(s) were in flight when the run stopped; they count against the budget",
+                interrupted,
+            )
+        long_term = self.archive.reflections("long")
+        self._planner.lessons = long_term[-1]["text"] if long_term else ""
+        seed = self._seed()
+        if seed.status == Status.PENDING:
+            await self._evaluate(seed.id)
+            seed = self._seed()
+        if self.stop_reason:
+            return
+        if seed.status != Status.OK:
+            self.stop_reason = (
+                f"the seed program failed its own evaluation ({seed.status}: {(seed.failure or '').splitlines()[0]}); "
+                f"fix the task (`discovery tasks validate {self.task.path}`)"
+            )
+            return
+        meta = self._population.start_islands(seed)
+        if meta:
+            with self.archive.transaction():
+                self.archive.set_meta_items(meta)
+
+    async def run(self) -> str:
+        """Run until the budget, a limit or an error stops it; returns why it stopped."""
+        self._rng = random.Random(f"{self.config.seed}:{self.archive.calls_made()}")
+        self._population = Population.restore(self.archive, self.config, self.client.models)
+        self._planner = Planner(
+            self.archive, self.task, self.config, self.client, self._population, self._rng
+        )
+        self._queue = asyncio.Queue()
+        self._room = asyncio.Condition()
+        self._gate = asyncio.Lock()
+        self._refresh_stats()
+        try:
+            async with asyncio.timeout(self.max_time):
+                await self._start()
+                if self.stop_reason:
+                    return self.stop_reason
+                for candidate_id in self.archive.pending_ids():
+                    self._queue.put_nowait(candidate_id)
+                evaluators = [asyncio.create_task(self._evaluator()) for _ in range(self.config.eval_slots)]
+                proposers = [
+                    asyncio.create_task(self._proposer()) for _ in range(self.config.llm_concurrency)
+                ]
+                try:
+                    await asyncio.gather(*proposers)
+                    for _ in evaluators:
+                        self._queue.put_nowait(None)
+                    await asyncio.gather(*evaluators)
+                finally:
+                    for task in proposers + evaluators:
+                        task.cancel()
+                    await asyncio.gather(*proposers, *evaluators, return_exceptions=True)
+                best = self.archive.best()
+                if best is not None and not self._evaluations_halted:
+                    await self._promote(best.id)  # a gate interrupted earlier (kill, resume) runs now
+        except TimeoutError:
+            self.stop_reason = f"time limit of {self.max_time:.0f} s reached"
+        self._refresh_stats()
+        return self.stop_reason or "budget spent"

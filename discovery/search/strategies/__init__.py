@@ -1,0 +1,1 @@
+"""Search strategies: parent selection, islands, MAP-Elites, novelty, bandit, cascade, promotion statistics."""

@@ -1,0 +1,159 @@
+"""The bubblewrap backend: real namespaces, real uid switch, the real runner."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from discovery.sandbox.base import Limits, SandboxResult, SandboxUnavailable
+from discovery.sandbox.bwrap import BwrapSandbox, bwrap_argv
+from tests.sandbox.test_sandbox_process import (
+    LAUNCHERS,
+    REPORT_LIMITS,
+    _cgroups_work,
+    assert_rlimits,
+    expected_rlimits,
+    run_watching_cgroup,
+)
+from tests.sandbox_fixtures import make_task, parse_result, skip_backend
+
+pytestmark = pytest.mark.bwrap
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> BwrapSandbox:
+    """A bwrap backend, or a skip saying why there is none."""
+    try:
+        sb = BwrapSandbox()
+    except SandboxUnavailable as exc:
+        skip_backend(exc)
+    return sb
+
+
+def run(sandbox: BwrapSandbox, job) -> SandboxResult:
+    """Run one job to completion."""
+    return asyncio.run(sandbox.run(job))
+
+
+def test_scores_a_candidate(sandbox: BwrapSandbox, tmp_path: Path) -> None:
+    task = make_task(tmp_path, "def solve():\n    return 7\n")
+    result = run(sandbox, task.job())
+    assert result.error is None, result.stderr
+    assert parse_result(result)["score"] == 7.0
+
+
+def test_inside_view(sandbox: BwrapSandbox, tmp_path: Path) -> None:
+    task = make_task(
+        tmp_path,
+        """
+        import json, os, socket, sys
+        caps = [l.split()[1] for l in open("/proc/self/status") if l.startswith(("CapEff", "CapBnd"))]
+        print("VIEW=" + json.dumps({
+            "uid": os.getuid(), "gid": os.getgid(), "root": sorted(os.listdir("/")),
+            "ifaces": [n for _, n in socket.if_nameindex()], "caps": caps, "cwd": os.getcwd(),
+            "env": sorted(os.environ),
+        }), file=sys.stderr)
+        """,
+    )
+    result = run(sandbox, task.job())
+    assert parse_result(result)["status"] == "ok", result.stderr
+    view = json.loads(result.stderr.decode().split("VIEW=")[1].splitlines()[0])
+    assert view["uid"] == 65534 and view["gid"] == 65534
+    assert view["ifaces"] == ["lo"]
+    assert view["caps"] == ["0000000000000000", "0000000000000000"]
+    assert view["cwd"] == "/tmp"
+    # /root and /work may appear, recreated empty as parents of the Python install; these never do
+    assert not {"home", "run", "mnt", "sys", "var", "srv"} & set(view["root"])
+    assert {"task", "runner", "candidate", "tmp", "usr"} <= set(view["root"])
+    assert "PATH" in view["env"] and not any(k.endswith("KEY") for k in view["env"])
+
+
+def test_numpy_and_torch_import_under_the_memory_limit(sandbox: BwrapSandbox, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    task = make_task(
+        tmp_path,
+        """
+        import numpy, torch
+        def solve():
+            return float(torch.ones(4).sum()) + float(numpy.ones(2).sum())
+        """,
+    )
+    result = run(sandbox, task.job(Limits(timeout_s=60, memory_mb=1024)))
+    assert parse_result(result)["score"] == 6.0, result.stderr[-2000:]
+
+
+def test_tmp_is_private_and_capped(sandbox: BwrapSandbox, tmp_path: Path) -> None:
+    task = make_task(
+        tmp_path,
+        """
+        def solve():
+            with open("/tmp/fill", "wb") as fh:
+                for _ in range(64):
+                    fh.write(b"x" * (1024 * 1024))
+            return 1
+        """,
+    )
+    result = run(sandbox, task.job(Limits(timeout_s=20, tmp_mb=8, file_size_mb=128)))
+    parsed = parse_result(result)
+    assert parsed["status"] == "error" and "No space left" in parsed["error"]
+
+
+def test_argv_orders_tmpfs_before_binds_below_it(tmp_path: Path) -> None:
+    task = make_task(tmp_path, "pass\n")
+    argv = bwrap_argv(task.job(), bwrap="bwrap", setpriv="setpriv", python="/usr/bin/python3", as_root=True)
+    assert argv.index("/tmp") < max(i for i, a in enumerate(argv) if a.startswith(str(tmp_path)))
+    assert argv.index("--remount-ro") > argv.index("--proc")
+    assert "--unshare-net" in argv and "--clearenv" in argv and "--die-with-parent" in argv
+    assert argv[argv.index("--") + 1] == "setpriv"
+    assert "/usr/bin/python3" in argv
+
+
+def test_missing_interpreter_reports_a_backend_error(tmp_path: Path) -> None:
+    try:
+        sandbox = BwrapSandbox(python=str(tmp_path / "nope" / "python"))
+    except SandboxUnavailable as exc:
+        skip_backend(exc)
+    task = make_task(tmp_path, "pass\n")
+    result = run(sandbox, task.job())
+    assert result.exit_code != 0
+    assert parse_result(result) is None
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_every_rlimit_is_applied_without_a_cgroup(tmp_path: Path, launcher: str) -> None:
+    try:
+        sandbox = BwrapSandbox(use_cgroup=False, launcher=LAUNCHERS[launcher])
+    except SandboxUnavailable as exc:
+        skip_backend(exc)
+    task = make_task(tmp_path, REPORT_LIMITS)
+    limits = Limits(timeout_s=20, cpus=1, memory_mb=700, pids=40, file_size_mb=3)
+    result = run(sandbox, task.job(limits))
+    # uid 65534 inside: the kernel enforces RLIMIT_NPROC for it (and counts only its own tasks).
+    assert_rlimits(result, expected_rlimits(limits, address_space=True, nproc=limits.pids))
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_cgroup_and_rlimits_are_applied(
+    tmp_path: Path, launcher: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    try:
+        sandbox = BwrapSandbox(use_cgroup=True, launcher=LAUNCHERS[launcher])
+    except SandboxUnavailable as exc:
+        skip_backend(exc)
+    if not _cgroups_work():
+        pytest.skip("no writable cgroup on this machine")
+    task = make_task(tmp_path, REPORT_LIMITS)
+    limits = Limits(timeout_s=20, memory_mb=300, pids=24, file_size_mb=3)
+    result, members, cgroup = asyncio.run(
+        run_watching_cgroup(sandbox, task.job(limits), task.candidate_dir / "go", monkeypatch)
+    )
+    assert members and all(members), members  # bwrap and the job sat in every controller's folder
+    assert_rlimits(
+        result,
+        expected_rlimits(
+            limits, address_space=not cgroup.has_memory, nproc=None if cgroup.has_pids else limits.pids
+        ),
+    )
