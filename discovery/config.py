@@ -7,6 +7,30 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+LOCAL_MODEL = "local"  # the embedded default local model
+LOCAL_PREFIX = "local:"  # local:NAME (a pinned model) or local:PATH (a .gguf file)
+
+# Defaults for runs on a small local model (2 CPU cores, 135M-1.5B parameters): they cannot write
+# reliable diffs and rewrite whole programs when shown them, so they see and rewrite only the EVOLVE
+# block; a reply cap keeps one rambling reply from taking minutes (~20-110 tokens/s here); no
+# inspirations keeps the prompt short; a hotter temperature makes them copy the parent back less often.
+LOCAL_DEFAULTS: dict[str, object] = {
+    "reply_format": "block",
+    "max_tokens": 1024,
+    "inspirations": 0,
+    "temperature": 1.0,
+}
+
+
+def is_local_model(name: str) -> bool:
+    """True for `local`, `local:NAME` and `local:PATH`: models discovery serves itself."""
+    return name == LOCAL_MODEL or name.startswith(LOCAL_PREFIX)
+
+
+def model_defaults(model_names: list[str]) -> dict[str, object]:
+    """Run options whose default depends on the models: LOCAL_DEFAULTS for a local model, else none."""
+    return dict(LOCAL_DEFAULTS) if any(is_local_model(n) for n in model_names) else {}
+
 
 def min_repeats(alpha: float) -> int:
     """The fewest paired repeats for which the exact sign-flip test can reach p < alpha."""
@@ -35,15 +59,21 @@ class RunConfig(BaseModel):
     max_cost: float | None = Field(default=None, gt=0, description="USD")
     max_time: float | None = Field(default=None, gt=0, description="seconds")
     strategy: Literal["dgm", "best-of-n"] = "dgm"
-    reply_format: Literal["diff", "full", "block"] = "diff"
+    reply_format: Literal["diff", "full", "block"] = Field(
+        default="diff", description="what the LLM replies with (block for local models)"
+    )
     sandbox: Literal["auto", "docker", "bwrap", "process"] = "auto"
     llm_concurrency: int = Field(default=2, ge=1, le=256)
     eval_slots: int = Field(default=2, ge=1, le=256)
-    temperature: float = Field(default=0.8, ge=0, le=2)
-    max_tokens: int = Field(default=4096, ge=64)
+    temperature: float = Field(
+        default=0.8, ge=0, le=2, description="sampling temperature (1.0 for local models)"
+    )
+    max_tokens: int = Field(default=4096, ge=64, description="reply length cap (1024 for local models)")
     llm_timeout_s: float = Field(default=300, gt=0)
     seed: int = 0
-    inspirations: int = Field(default=1, ge=0, le=8)
+    inspirations: int = Field(
+        default=1, ge=0, le=8, description="other programs shown in the prompt (0 for local models)"
+    )
     # --- search options (see README, "Search options") ---
     islands: int = Field(default=1, ge=1, le=64)
     migration_every: int = Field(default=20, ge=1, description="evaluated children between migrations")
@@ -62,6 +92,21 @@ class RunConfig(BaseModel):
     promotion_repeats: int = Field(default=6, ge=1, le=100)
     promotion_alpha: float = Field(default=0.05, gt=0, lt=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_for_models(cls, data: object) -> object:
+        """Fill options the caller left out with the defaults of the run's models (see model_defaults)."""
+        if not isinstance(data, dict):
+            return data
+        names = [
+            m.name if isinstance(m, ModelConfig) else str(dict(m).get("name", ""))
+            for m in data.get("models") or []
+        ]
+        return {
+            **model_defaults(names),
+            **{k: v for k, v in data.items() if v is not None or k not in LOCAL_DEFAULTS},
+        }
+
     @model_validator(mode="after")
     def _promotion_can_pass(self) -> RunConfig:
         needed = min_repeats(self.promotion_alpha)
@@ -74,6 +119,8 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _local_alone(self) -> RunConfig:
-        if any(m.name == "local" for m in self.models) and len(self.models) > 1:
-            raise ValueError("the embedded 'local' model cannot be mixed with other models in one run")
+        if any(is_local_model(m.name) for m in self.models) and len(self.models) > 1:
+            raise ValueError(
+                "a local model (local, local:NAME, local:PATH) cannot be mixed with other models in one run"
+            )
         return self

@@ -74,12 +74,7 @@ def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **op
         specs = [ModelSpec.parse(m, api_base) for m in names]
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    if options.get("reply_format") is None:
-        # Weak local models cannot write reliable diffs; let them rewrite only the block.
-        options["reply_format"] = "block" if any(s.name == runs.LOCAL_MODEL for s in specs) else "diff"
-    if options.get("max_tokens") is None and any(s.name == runs.LOCAL_MODEL for s in specs):
-        # ~110 tokens/s on 2 cores: a cap keeps one rambling reply from taking minutes.
-        options["max_tokens"] = 1024
+    # Options left out get RunConfig's defaults, some of which depend on the models (config.model_defaults).
     model_configs = [ModelConfig(name=s.name, weight=s.weight, api_base=s.api_base) for s in specs]
     config = RunConfig(task=task, models=model_configs, **{k: v for k, v in options.items() if v is not None})
     if config.map_elites:
@@ -96,7 +91,8 @@ def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **op
     "models",
     multiple=True,
     metavar="NAME[=WEIGHT]",
-    help="litellm model string (repeat for an ensemble, with weights). Default: $DISCOVERY_MODEL or 'local'.",
+    help="litellm model string (repeat for an ensemble, with weights), or local, local:NAME, local:PATH.gguf. "
+    "Default: $DISCOVERY_MODEL or 'local'.",
 )
 @click.option("--api-base", help="Base URL of an OpenAI-compatible server (use with --model openai/<name>).")
 @click.option("--budget", type=int, help="Number of LLM calls (default 20).")
@@ -106,7 +102,7 @@ def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **op
 @click.option(
     "--reply-format",
     type=click.Choice(["diff", "full", "block"]),
-    help="What the LLM replies with (default: diff; block for the local model).",
+    help="What the LLM replies with (default: diff; block for local models).",
 )
 @click.option(
     "--sandbox",
@@ -115,8 +111,8 @@ def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **op
 )
 @click.option("--llm-concurrency", type=int, help="Concurrent LLM calls (default 2).")
 @click.option("--eval-slots", type=int, help="Concurrent evaluations (default 2).")
-@click.option("--temperature", type=float, help="Sampling temperature (default 0.8).")
-@click.option("--max-tokens", type=int, help="Reply length cap (default 4096; 1024 for the local model).")
+@click.option("--temperature", type=float, help="Sampling temperature (default 0.8; 1.0 for local models).")
+@click.option("--max-tokens", type=int, help="Reply length cap (default 4096; 1024 for local models).")
 @click.option("--seed", type=int, help="Seed of the run's own random choices (default 0).")
 @click.option("--name", help="Run name (default <task>-<date>-<time>).")
 @click.option("--islands", type=int, help="Number of islands (default 1: none).")

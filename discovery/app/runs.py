@@ -17,7 +17,7 @@ from rich.live import Live
 from rich.text import Text
 
 from discovery.archive import ARCHIVE_FILE, Archive
-from discovery.config import ModelConfig, RunConfig
+from discovery.config import LOCAL_MODEL, ModelConfig, RunConfig, is_local_model
 from discovery.errors import UserError
 from discovery.llm import LLMClient, ModelSpec, ready_specs
 from discovery.sandbox.base import Sandbox
@@ -25,7 +25,6 @@ from discovery.search.loop import Search, Stats
 from discovery.task import Task, load_task
 
 log = logging.getLogger(__name__)
-LOCAL_MODEL = "local"
 
 
 def archive_root() -> Path:
@@ -57,19 +56,33 @@ def new_run_dir(task: Task, name: str | None) -> Path:
 
 
 @contextlib.contextmanager
-def model_endpoints(models: list[ModelConfig], console: Console) -> Iterator[list[ModelSpec]]:
-    """Model specs ready to call; starts the embedded model's server when the run uses `local`."""
-    if not any(m.name == LOCAL_MODEL for m in models):
+def model_endpoints(
+    models: list[ModelConfig], console: Console, eval_slots: int | None = None
+) -> Iterator[list[ModelSpec]]:
+    """Model specs ready to call; fetches and serves the model when the run uses a local one."""
+    local = [m for m in models if is_local_model(m.name)]
+    if not local:
         yield ready_specs([ModelSpec(m.name, m.weight, m.api_base) for m in models])
         return
-    from discovery.llm.local.server import LocalModelServer
+    from discovery.llm.local.fetch import ensure_model
+    from discovery.llm.local.models import resolve
+    from discovery.llm.local.server import LocalModelServer, server_threads
 
-    console.print(
-        "[yellow]No provider given: using the embedded local model SmolLM2-135M on 127.0.0.1. "
-        "It is tiny and weak (it writes valid small functions with wrong logic): expect few improvements. "
-        "Pass --model (e.g. gpt-4o-mini, anthropic/..., ollama/...) for real results.[/yellow]"
-    )
-    with LocalModelServer() as server:
+    ref = resolve(local[0].name)
+    path = ref.path if ref.path is not None else ensure_model(ref.entry)
+    if local[0].name == LOCAL_MODEL:
+        console.print(
+            "[yellow]No provider given: using the embedded local model SmolLM2-135M on 127.0.0.1. "
+            "It is tiny and weak (it writes valid small functions with wrong logic): expect few improvements. "
+            "Try --model local:qwen2.5-coder-0.5b, or pass a provider (e.g. gpt-4o-mini, anthropic/..., "
+            "ollama/...) for real results.[/yellow]"
+        )
+    threads = server_threads(eval_slots) if eval_slots else 0
+    with LocalModelServer(path, n_threads=threads, model_name=ref.served_name) as server:
+        console.print(
+            f"Local model {ref.title} on {server.api_base} ({server.n_threads} thread(s), "
+            f"started in {server.startup_s:.1f} s)"
+        )
         yield [ModelSpec(f"openai/{server.model_name}", 1.0, server.api_base, api_key="local")]
 
 
@@ -124,7 +137,7 @@ def _drive(
 ) -> str:
     """Start the model endpoints and the sandbox, run the search, and return why it stopped."""
     run_id = run_dir.name
-    with model_endpoints(config.models, console) as specs:
+    with model_endpoints(config.models, console, config.eval_slots) as specs:
         client = LLMClient(specs, config.temperature, config.max_tokens, config.llm_timeout_s)
         sandbox = open_sandbox(config, task, run_id, console)
         started = time.monotonic()
