@@ -128,6 +128,10 @@ def print_candidate(report: dict[str, Any], console: Console) -> None:
         console.print(Panel(Text(report["output_tail"]), title="evaluator output (tail)"))
 
 
+def _one_decimal(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def print_summary(run_dir: Path, stop_reason: str, console: Console) -> None:
     """The end-of-run summary: best against seed, spend, and the commands to inspect and replay."""
     s = views.run_summary(run_dir)
@@ -158,6 +162,13 @@ def print_summary(run_dir: Path, stop_reason: str, console: Console) -> None:
         + (f" ({failed_calls})" if failed_calls else "")
         + f", spent ${cost:.4f}{cost_note}"
     )
+    for speed in s["speed"]:
+        if speed["tokens_per_s"] is not None or speed["calls_per_min"] is not None:
+            console.print(
+                f"  LLM speed    {speed['model']}: {_one_decimal(speed['tokens_per_s'])} tokens/s per call, "
+                f"{_one_decimal(speed['calls_per_min'])} calls/min",
+                highlight=False,
+            )
     if last_error:
         console.print(f"  last LLM error: {last_error[:300]}", highlight=False)
     console.print(f"  archive      {run_dir / ARCHIVE_FILE}")

@@ -479,7 +479,8 @@ class Archive:
     def usage_by_model(self) -> list[dict[str, Any]]:
         rows = self.db.execute(
             "SELECT model, COUNT(*) AS calls, SUM(status='ok') AS ok, SUM(prompt_tokens) AS prompt_tokens,"
-            " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd, AVG(latency_s) AS mean_latency_s"
+            " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd, AVG(latency_s) AS mean_latency_s,"
+            " SUM(latency_s) AS total_latency_s, MIN(started_at) AS first_started_at, MAX(finished_at) AS last_finished_at"
             " FROM llm_calls GROUP BY model ORDER BY model"
         )
         return [dict(r) for r in rows]

@@ -138,6 +138,18 @@ def diff_candidates(run_dir: Path, a: int, b: int) -> str:
 
 
 
+def model_speed(usage: dict[str, Any]) -> dict[str, Any]:
+    """A model's pace: completion tokens per second of call time, and calls per minute of wall time."""
+    busy = usage.get("total_latency_s") or 0.0
+    first, last = usage.get("first_started_at"), usage.get("last_finished_at")
+    span = (last - first) if first is not None and last is not None else 0.0
+    return {
+        "model": usage["model"],
+        "tokens_per_s": usage["completion_tokens"] / busy if busy > 0 else None,
+        "calls_per_min": usage["calls"] / (span / 60) if span > 0 else None,
+    }
+
+
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """What the end-of-run summary shows: seed, best, champion, counts, calls and spend."""
     archive = Archive.open(run_dir)
@@ -157,6 +169,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
             "champion": champion,
             "heldout": heldout_of(archive.promotions(), champion.id) if champion else None,
             "train_split": archive.meta().get("train_split", "train"),
+            "speed": [model_speed(m) for m in archive.usage_by_model()],
         }
     finally:
         archive.close()

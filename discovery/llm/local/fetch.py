@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import fcntl
 import hashlib
+import http.client
 import logging
 import os
 import shlex
@@ -161,8 +162,10 @@ def _download(url: str, part: Path, timeout_s: float) -> bool:
         with part.open("ab" if resumed else "wb") as out:
             try:
                 shutil.copyfileobj(resp, out, length=CHUNK)
-            except OSError as exc:  # the connection broke: keep the part for the next try
+            except (OSError, http.client.HTTPException) as exc:  # connection broke: keep the part to resume
                 raise FetchError(f"{url}: interrupted after {out.tell()} bytes ({exc})") from exc
+            if resp.length:  # http.client counts down Content-Length; a hang-up leaves some unread
+                raise FetchError(f"{url}: interrupted after {out.tell()} bytes ({resp.length} missing)")
     return resumed
 
 
