@@ -66,7 +66,7 @@ def cli(verbose: bool) -> None:
 
 
 def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **options) -> runs.RunConfig:
-    from discovery.config import ModelConfig, RunConfig
+    from discovery.config import ModelConfig, RunConfig, is_local_model
     from discovery.llm import ModelSpec
 
     names = models or (os.environ.get("DISCOVERY_MODEL") or runs.LOCAL_MODEL,)
@@ -74,6 +74,11 @@ def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **op
         specs = [ModelSpec.parse(m, api_base) for m in names]
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    for spec in specs:
+        if is_local_model(spec.name):
+            from discovery.llm.local.models import resolve
+
+            resolve(spec.name)  # an unknown name or a missing file is a UserError now, before any run folder
     # Options left out get RunConfig's defaults, some of which depend on the models (config.model_defaults).
     model_configs = [ModelConfig(name=s.name, weight=s.weight, api_base=s.api_base) for s in specs]
     config = RunConfig(task=task, models=model_configs, **{k: v for k, v in options.items() if v is not None})
