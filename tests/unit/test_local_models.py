@@ -146,7 +146,7 @@ def test_a_path_resolves_to_the_users_file(tmp_path: Path) -> None:
     gguf = tmp_path / "My Model.Q8_0.gguf"
     gguf.write_bytes(PAYLOAD)
     ref = resolve(f"local:{gguf}")
-    assert ref.path == gguf.resolve() and ref.entry is None
+    assert ref.path == gguf.absolute() and ref.entry is None
     assert ref.served_name == "My-Model.Q8_0"
     with pytest.raises(UserError, match="does not exist"):
         resolve(f"local:{tmp_path / 'missing.gguf'}")

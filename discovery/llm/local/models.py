@@ -182,4 +182,4 @@ def resolve(name: str, catalogue: dict[str, CatalogueEntry] | None = None) -> Lo
         raise UserError(f"local model file {path} does not exist; give the path of a .gguf file")
     if path.suffix.lower() != ".gguf":
         raise UserError(f"local model file {path} is not a .gguf file; llama.cpp serves GGUF models only")
-    return LocalRef(path=path.resolve())
+    return LocalRef(path=path.absolute())  # not resolve(): a symlink keeps the name the user gave
