@@ -2,8 +2,9 @@
 
 Serves each named local model with xllamacpp (the way `discovery run --model local:NAME` does),
 sends the block-format mutation prompt of the task's seed program a few times with different
-seeds, and prints per model and thread count: prompt tokens, completion tokens, latency, tokens/s,
-and whether the reply held a fenced code block. Models are fetched (and hash-checked) first.
+seeds, and prints per model and thread count: prompt tokens, completion tokens, latency, tokens/s
+of the whole call, llama.cpp's own prompt and generation rates, and whether the reply held a fenced
+code block. Models are fetched (and hash-checked) first.
 
     .venv/bin/python bench/local_models.py [--task tasks/circle_packing] [--models smollm2-135m,qwen2.5-coder-0.5b]
         [--threads 2,1] [--calls 2] [--max-tokens 512]
@@ -40,6 +41,10 @@ def _seed_candidate(code: str) -> Candidate:
     )  # fmt: skip
 
 
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def main() -> None:
     """Measure each model at each thread count and print one row per (model, threads)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -53,7 +58,8 @@ def main() -> None:
     messages = mutation_prompt(task, _seed_candidate(task.seed_code), "block")
     print(f"task {task.name}: block prompt of {sum(len(m['content']) for m in messages)} characters")
     print(
-        f"{'model':22} {'thr':>3} {'prompt tok':>10} {'compl tok':>9} {'latency s':>9} {'tok/s':>6} {'code':>5}"
+        f"{'model':22} {'thr':>3} {'prompt tok':>10} {'compl tok':>9} {'latency s':>9} {'tok/s':>6} "
+        f"{'prefill/s':>9} {'decode/s':>8} {'code':>5}"
     )
     for name in args.models.split(","):
         path = ensure_model(CATALOGUE[name])
@@ -74,9 +80,12 @@ def main() -> None:
                     usage = resp.usage
                     text = resp.choices[0].message.content or ""
                     rows.append((usage.prompt_tokens, usage.completion_tokens, latency, "```" in text))
+                    timings = (resp.model_extra or {}).get("timings") or {}  # llama.cpp's own counters
+                    prefill, decode = timings.get("prompt_per_second"), timings.get("predicted_per_second")
                     print(
                         f"{name:22} {threads:>3} {usage.prompt_tokens:>10} {usage.completion_tokens:>9} "
-                        f"{latency:>9.1f} {usage.completion_tokens / latency:>6.1f} {'yes' if rows[-1][3] else 'no':>5}",
+                        f"{latency:>9.1f} {usage.completion_tokens / latency:>6.1f} "
+                        f"{_rate(prefill):>9} {_rate(decode):>8} {'yes' if rows[-1][3] else 'no':>5}",
                         flush=True,
                     )
                 mean_rate = statistics.mean(r[1] / r[2] for r in rows)

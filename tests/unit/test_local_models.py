@@ -303,7 +303,7 @@ print(ensure_model(entry, Path(sys.argv[2]), sources))
 
 
 def test_concurrent_first_use_downloads_once(tmp_path: Path, hub: Hub) -> None:
-    hub.chunk_delay_s = 0.1  # 17 chunks: the download takes ~1.7 s, so the two runs overlap
+    hub.chunk_delay_s = 0.2  # 17 chunks: the download takes ~3.4 s, so the two runs overlap
     entry = dataclasses.asdict(_entry())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     procs = [
@@ -320,6 +320,7 @@ def test_concurrent_first_use_downloads_once(tmp_path: Path, hub: Hub) -> None:
     assert [p.returncode for p in procs] == [0, 0], outs
     assert {o.strip() for o, _ in outs} == {str(tmp_path / "models" / "tiny.gguf")}
     assert hub.gets() == [None]  # one download; the other run waited on the lock and reused it
+    assert sum("waiting for another process" in err for _, err in outs) == 1, outs
     assert (tmp_path / "models" / "tiny.gguf").read_bytes() == PAYLOAD
 
 
