@@ -12,13 +12,16 @@ LOCAL_PREFIX = "local:"  # local:NAME (a pinned model) or local:PATH (a .gguf fi
 
 # Defaults for runs on a small local model (2 CPU cores, 135M-1.5B parameters): they cannot write
 # reliable diffs and rewrite whole programs when shown them, so they see and rewrite only the EVOLVE
-# block; a reply cap keeps one rambling reply from taking minutes (~20-110 tokens/s here); no
-# inspirations keeps the prompt short; a hotter temperature makes them copy the parent back less often.
+# block; a reply cap keeps one rambling reply from taking many minutes (2-13 tokens/s on 2 shared
+# cores); no inspirations keeps the prompt short (prefill is a third to a half of a call here); a
+# hotter temperature makes them copy the parent back less often; a call may take minutes, and a
+# timeout would throw the work away, so the limit is long (the token cap bounds a call anyway).
 LOCAL_DEFAULTS: dict[str, object] = {
     "reply_format": "block",
     "max_tokens": 1024,
     "inspirations": 0,
     "temperature": 1.0,
+    "llm_timeout_s": 1200,
 }
 
 
@@ -69,7 +72,9 @@ class RunConfig(BaseModel):
         default=0.8, ge=0, le=2, description="sampling temperature (1.0 for local models)"
     )
     max_tokens: int = Field(default=4096, ge=64, description="reply length cap (1024 for local models)")
-    llm_timeout_s: float = Field(default=300, gt=0)
+    llm_timeout_s: float = Field(
+        default=300, gt=0, description="seconds per LLM call (1200 for local models)"
+    )
     seed: int = 0
     inspirations: int = Field(
         default=1, ge=0, le=8, description="other programs shown in the prompt (0 for local models)"
