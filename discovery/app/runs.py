@@ -72,7 +72,7 @@ def model_endpoints(
     path = ref.path if ref.path is not None else ensure_model(ref.entry)
     if local[0].name == LOCAL_MODEL:
         console.print(
-            "[yellow]No provider given: using the embedded local model SmolLM2-135M on 127.0.0.1. "
+            "[yellow]Using the embedded local model SmolLM2-135M on 127.0.0.1 (the default with no provider). "
             "It is tiny and weak (it writes valid small functions with wrong logic): expect few improvements. "
             "Try --model local:qwen2.5-coder-0.5b, or pass a provider (e.g. gpt-4o-mini, anthropic/..., "
             "ollama/...) for real results.[/yellow]"
