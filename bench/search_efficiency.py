@@ -30,9 +30,13 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 
 from discovery import evaluation  # noqa: E402
-from discovery.app.runs import LOCAL_MODEL, model_endpoints  # noqa: E402
+from discovery.app.runs import model_endpoints  # noqa: E402
 from discovery.archive import Archive  # noqa: E402
-from discovery.config import ModelConfig, RunConfig  # noqa: E402
+from discovery.config import (  # noqa: E402
+    LOCAL_MODEL,  # noqa: E402
+    ModelConfig,
+    RunConfig,
+)
 from discovery.domain import Status  # noqa: E402
 from discovery.errors import UserError  # noqa: E402
 from discovery.llm import LLMClient  # noqa: E402

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -25,42 +25,113 @@ class ModelConfig(BaseModel):
     api_base: str | None = None
 
 
+# Model names with a meaning of their own: the embedded model, served on 127.0.0.1 by discovery.
+LOCAL_MODEL = "local"
+# Search features best-of-n switches off, and the value that means "off" for each.
+SEARCH_FEATURES_OFF = {
+    "islands": 1,
+    "map_elites": None,
+    "crossover_rate": 0.0,
+    "reflection": False,
+    "novelty_threshold": None,
+    "bandit": "off",
+    "repair": False,
+    "cascade": None,
+}
+
+
 class RunConfig(BaseModel):
-    """Everything that defines a discovery run."""
+    """Everything that defines a discovery run: every option's type, default, bounds and help live here."""
 
     model_config = ConfigDict(extra="forbid")
     task: str
     models: list[ModelConfig] = Field(min_length=1)
-    budget: int = Field(default=20, ge=1, description="LLM calls")
-    max_cost: float | None = Field(default=None, gt=0, description="USD")
-    max_time: float | None = Field(default=None, gt=0, description="seconds")
-    strategy: Literal["dgm", "best-of-n"] = "dgm"
-    reply_format: Literal["diff", "full", "block"] = "diff"
-    sandbox: Literal["auto", "docker", "bwrap", "process"] = "auto"
-    llm_concurrency: int = Field(default=2, ge=1, le=256)
-    eval_slots: int = Field(default=2, ge=1, le=256)
-    temperature: float = Field(default=0.8, ge=0, le=2)
-    max_tokens: int = Field(default=4096, ge=64)
-    llm_timeout_s: float = Field(default=300, gt=0)
-    seed: int = 0
-    inspirations: int = Field(default=1, ge=0, le=8)
-    # --- search options (see README, "Search options") ---
-    islands: int = Field(default=1, ge=1, le=64)
-    migration_every: int = Field(default=20, ge=1, description="evaluated children between migrations")
-    island_patience: int = Field(default=30, ge=1, description="children without improvement before a reset")
-    map_elites: str | None = Field(
-        default=None, description="feature grid, e.g. 'length:8,metric:NAME:8:LO:HI'"
+    budget: int = Field(
+        default=20, ge=1, description="LLM calls; failed, empty and interrupted calls count too"
     )
-    crossover_rate: float = Field(default=0.1, ge=0, le=1)
-    reflection: bool = False
+    max_cost: float | None = Field(
+        default=None, gt=0, description="stop proposing once this many USD are spent"
+    )
+    max_time: float | None = Field(
+        default=None, gt=0, description="stop after this many seconds (the run stays resumable)"
+    )
+    strategy: Literal["dgm", "best-of-n"] = Field(
+        default="dgm",
+        description="parent selection; best-of-n draws every child from the seed and turns every search feature off",
+    )
+    reply_format: Literal["diff", "full", "block"] = Field(
+        default="diff",
+        description="what the LLM replies with",
+        json_schema_extra={"default_text": "diff (block for `local`)"},
+    )
+    sandbox: Literal["auto", "docker", "bwrap", "process"] = Field(
+        default="auto", description="isolation backend (auto: docker, else bubblewrap)"
+    )
+    llm_concurrency: int = Field(default=2, ge=1, le=256, description="LLM calls in flight")
+    eval_slots: int = Field(default=2, ge=1, le=256, description="evaluations in flight")
+    temperature: float = Field(default=0.8, ge=0, le=2, description="sampling temperature")
+    max_tokens: int = Field(
+        default=4096,
+        ge=64,
+        description="reply length cap in tokens",
+        json_schema_extra={"default_text": "4096 (1024 for `local`)"},
+    )
+    llm_timeout_s: float = Field(
+        default=300, gt=0, description="seconds one LLM call may take before it is retried"
+    )
+    seed: int = Field(default=0, description="seed of the run's own random choices")
+    inspirations: int = Field(default=1, ge=0, le=8, description="other programs shown beside the parent")
+    # --- search options (see README, "Search options") ---
+    islands: int = Field(default=1, ge=1, le=64, description="populations evolving apart (1: none)")
+    migration_every: int = Field(default=20, ge=1, description="evaluated children between migrations")
+    island_patience: int = Field(
+        default=30, ge=1, description="children without improvement before a weak island resets"
+    )
+    map_elites: str | None = Field(
+        default=None, description="MAP-Elites grid, e.g. 'length:8' or 'length:8,metric:NAME:8:LO:HI'"
+    )
+    crossover_rate: float = Field(
+        default=0.1, ge=0, le=1, description="share of proposals that combine two parents"
+    )
+    reflection: bool = Field(default=False, description="ReEvo short- and long-term reflection")
     reflection_every: int = Field(default=5, ge=1, description="short-term reflections per long-term one")
-    novelty_threshold: float | None = Field(default=0.95, gt=0, le=1)
-    novelty_resamples: int = Field(default=3, ge=0)
-    bandit: Literal["off", "ucb", "thompson"] = "off"
-    repair: bool = True
-    cascade: float | None = Field(default=None, ge=0, le=1, description="quantile of the quick stage to pass")
-    promotion_repeats: int = Field(default=6, ge=1, le=100)
-    promotion_alpha: float = Field(default=0.05, gt=0, lt=1)
+    novelty_threshold: float | None = Field(
+        default=0.95, gt=0, le=1, description="reject proposals at least this similar to an archived one"
+    )
+    novelty_resamples: int = Field(
+        default=3, ge=0, description="novelty rejections in a row before a proposal is evaluated anyway"
+    )
+    bandit: Literal["off", "ucb", "thompson"] = Field(
+        default="off", description="choose operator and model by a bandit"
+    )
+    repair: bool = Field(default=True, description="feed a failure back once to fix it")
+    cascade: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="run the task's quick stage first; pass when above this quantile",
+    )
+    promotion_repeats: int = Field(
+        default=6, ge=1, le=100, description="held-out repeats in the promotion gate"
+    )
+    promotion_alpha: float = Field(
+        default=0.05, gt=0, lt=1, description="significance level of the promotion gate"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _local_model_defaults(cls, data: Any) -> Any:
+        # A tiny local model cannot write reliable diffs and rambles: block replies, shorter cap.
+        if isinstance(data, dict) and any(_model_name(m) == LOCAL_MODEL for m in data.get("models") or []):
+            data = {"reply_format": "block", "max_tokens": 1024, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _baseline_turns_search_off(self) -> RunConfig:
+        if self.strategy == "best-of-n":
+            for name, off in SEARCH_FEATURES_OFF.items():
+                object.__setattr__(self, name, off)
+        return self
 
     @model_validator(mode="after")
     def _promotion_can_pass(self) -> RunConfig:
@@ -77,3 +148,14 @@ class RunConfig(BaseModel):
         if any(m.name == "local" for m in self.models) and len(self.models) > 1:
             raise ValueError("the embedded 'local' model cannot be mixed with other models in one run")
         return self
+
+
+def _model_name(model: Any) -> str | None:
+    """The name of a model entry given as a ModelConfig or a plain dict."""
+    return (
+        model.name
+        if isinstance(model, ModelConfig)
+        else model.get("name")
+        if isinstance(model, dict)
+        else None
+    )

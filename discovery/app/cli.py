@@ -12,9 +12,11 @@ import click
 from pydantic import ValidationError
 from rich.console import Console
 
-from discovery.app import render, runs
+from discovery.app import options, render, runs
 from discovery.archive import views
+from discovery.config import LOCAL_MODEL, ModelConfig, RunConfig
 from discovery.errors import UserError
+from discovery.llm import ModelSpec
 from discovery.sandbox.base import SandboxUnavailable
 
 console = Console(soft_wrap=True)
@@ -65,21 +67,12 @@ def cli(verbose: bool) -> None:
 # ----- run / resume -----------------------------------------------------------------------------
 
 
-def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **options) -> runs.RunConfig:
-    from discovery.config import ModelConfig, RunConfig
-    from discovery.llm import ModelSpec
-
-    names = models or (os.environ.get("DISCOVERY_MODEL") or runs.LOCAL_MODEL,)
+def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **options) -> RunConfig:
+    names = models or (os.environ.get("DISCOVERY_MODEL") or LOCAL_MODEL,)
     try:
         specs = [ModelSpec.parse(m, api_base) for m in names]
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    if options.get("reply_format") is None:
-        # Weak local models cannot write reliable diffs; let them rewrite only the block.
-        options["reply_format"] = "block" if any(s.name == runs.LOCAL_MODEL for s in specs) else "diff"
-    if options.get("max_tokens") is None and any(s.name == runs.LOCAL_MODEL for s in specs):
-        # ~110 tokens/s on 2 cores: a cap keeps one rambling reply from taking minutes.
-        options["max_tokens"] = 1024
     model_configs = [ModelConfig(name=s.name, weight=s.weight, api_base=s.api_base) for s in specs]
     config = RunConfig(task=task, models=model_configs, **{k: v for k, v in options.items() if v is not None})
     if config.map_elites:
@@ -99,64 +92,16 @@ def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **op
     help="litellm model string (repeat for an ensemble, with weights). Default: $DISCOVERY_MODEL or 'local'.",
 )
 @click.option("--api-base", help="Base URL of an OpenAI-compatible server (use with --model openai/<name>).")
-@click.option("--budget", type=int, help="Number of LLM calls (default 20).")
-@click.option("--max-cost", type=float, help="Stop proposing once this many USD are spent.")
-@click.option("--max-time", type=float, help="Stop after this many seconds (the run stays resumable).")
-@click.option("--strategy", type=click.Choice(["dgm", "best-of-n"]), help="Parent selection (default dgm).")
-@click.option(
-    "--reply-format",
-    type=click.Choice(["diff", "full", "block"]),
-    help="What the LLM replies with (default: diff; block for the local model).",
-)
-@click.option(
-    "--sandbox",
-    type=click.Choice(["auto", "docker", "bwrap", "process"]),
-    help="Isolation backend (default auto: docker, else bubblewrap).",
-)
-@click.option("--llm-concurrency", type=int, help="Concurrent LLM calls (default 2).")
-@click.option("--eval-slots", type=int, help="Concurrent evaluations (default 2).")
-@click.option("--temperature", type=float, help="Sampling temperature (default 0.8).")
-@click.option("--max-tokens", type=int, help="Reply length cap (default 4096; 1024 for the local model).")
-@click.option("--seed", type=int, help="Seed of the run's own random choices (default 0).")
 @click.option("--name", help="Run name (default <task>-<date>-<time>).")
-@click.option("--islands", type=int, help="Number of islands (default 1: none).")
-@click.option("--migration-every", type=int, help="Evaluated children between migrations (default 20).")
-@click.option(
-    "--island-patience",
-    type=int,
-    help="Children without improvement before a weak island resets (default 30).",
-)
-@click.option("--map-elites", help="MAP-Elites grid, e.g. 'length:8' or 'length:8,metric:NAME:8:LO:HI'.")
-@click.option(
-    "--crossover-rate", type=float, help="Share of proposals that combine two parents (default 0.1)."
-)
-@click.option(
-    "--reflection/--no-reflection", default=None, help="ReEvo short- and long-term reflection (default off)."
-)
-@click.option(
-    "--novelty-threshold",
-    type=float,
-    help="Reject proposals at least this similar to an archived one (default 0.95).",
-)
 @click.option("--no-novelty", is_flag=True, help="Turn the novelty check off.")
-@click.option(
-    "--bandit", type=click.Choice(["off", "ucb", "thompson"]), help="Choose operator and model by a bandit."
-)
-@click.option("--repair/--no-repair", default=None, help="Feed a failure back once to fix it (default on).")
-@click.option(
-    "--cascade", type=float, help="Run the task's quick stage first; pass when above this quantile."
-)
-@click.option("--promotion-repeats", type=int, help="Held-out repeats in the promotion gate (default 6).")
-@click.option(
-    "--promotion-alpha", type=float, help="Significance level of the promotion gate (default 0.05)."
-)
+@options.config_options
 def run(
-    task: str, models: tuple[str, ...], api_base: str | None, name: str | None, no_novelty: bool, **options
+    task: str, models: tuple[str, ...], api_base: str | None, name: str | None, no_novelty: bool, **settings
 ) -> None:
     """Start a discovery run on TASK (a task folder)."""
-    config = _build_config(task, models, api_base, **options)
+    config = _build_config(task, models, api_base, **settings)
     if no_novelty:
-        config = config.model_copy(update={"novelty_threshold": None})
+        config = RunConfig.model_validate({**config.model_dump(), "novelty_threshold": None})
     outcome = runs.start_run(task, config, name, console)
     render.print_summary(outcome.run_dir, outcome.stop_reason, console)
 

@@ -17,7 +17,7 @@ from rich.live import Live
 from rich.text import Text
 
 from discovery.archive import ARCHIVE_FILE, Archive
-from discovery.config import ModelConfig, RunConfig
+from discovery.config import LOCAL_MODEL, ModelConfig, RunConfig
 from discovery.errors import UserError
 from discovery.llm import LLMClient, ModelSpec, ready_specs
 from discovery.sandbox.base import Sandbox
@@ -25,7 +25,6 @@ from discovery.search.loop import Search, Stats
 from discovery.task import Task, load_task
 
 log = logging.getLogger(__name__)
-LOCAL_MODEL = "local"
 
 
 def archive_root() -> Path:

@@ -95,10 +95,6 @@ class Search:
     def _seed(self) -> Candidate:
         return self.archive.seed()
 
-    @property
-    def _baseline(self) -> bool:
-        return self.config.strategy == "best-of-n"
-
     async def _stop(self, reason: str) -> None:
         """Stop proposing (first reason wins) and wake every slot that waits, so the run winds down."""
         self.stop_reason = self.stop_reason or reason
@@ -112,7 +108,7 @@ class Search:
         """Cascade: a quick stage first when enabled, and the full evaluation only if it clears the bar."""
         labels = {"discovery.run": self.run_id, "discovery.candidate": str(candidate.id)}
         stage = self.task.spec.evaluation.cascade_stage
-        if self.config.cascade is None or not stage or self._baseline:
+        if self.config.cascade is None or not stage:
             return await evaluation.evaluate(self.sandbox, self.task, candidate.code, labels=labels), None
         quick = await evaluation.evaluate_once(
             self.sandbox,
@@ -200,8 +196,6 @@ class Search:
         self, child: Candidate, status: str, fitness: float | None, parent: Candidate | None
     ) -> None:
         """Repairs for failures, and short-term reflections on a better/worse pair."""
-        if self._baseline:
-            return
         if self.config.repair and status in EVALUATED_FAILURES and child.operator != "repair":
             self._planner.repairs.append(child.id)
         if (
