@@ -162,6 +162,12 @@ def _evaluator_problems(evaluator: Path) -> list[str]:
     return []
 
 
+def bundled_tasks_dir() -> Path | None:
+    """The tasks/ folder shipped beside the package (a checkout or an editable install), if any."""
+    folder = Path(__file__).resolve().parent.parent / "tasks"
+    return folder if folder.is_dir() else None
+
+
 def load_task(path: Path | str) -> Task:
     """Load a task folder, or raise UserError listing every problem."""
     path = Path(path)

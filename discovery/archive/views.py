@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import time
+import logging
 from pathlib import Path
 from typing import Any
-
 
 from discovery.archive.schema import ARCHIVE_FILE
 from discovery.archive.store import Archive
 from discovery.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 def fmt(value: float | None) -> str:
@@ -41,8 +42,9 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
     rows = []
     for path in sorted(root.glob(f"*/{ARCHIVE_FILE}")):
         try:
-            archive = Archive.open(path.parent)
-        except UserError:
+            archive = Archive.open_readonly(path.parent)
+        except UserError as exc:
+            log.warning("skipping %s: %s", path.parent.name, exc)
             continue
         try:
             meta, best = archive.meta(), archive.best()
@@ -65,7 +67,7 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
 
 def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
     """Everything `archive show` prints: config, status counts, top candidates, usage, stops, replays."""
-    archive = Archive.open(run_dir)
+    archive = Archive.open_readonly(run_dir)
     try:
         meta = archive.meta()
         ok = sorted(archive.candidates("ok"), key=lambda c: -c.fitness)
@@ -102,7 +104,7 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
 
 def candidate_report(run_dir: Path, candidate_id: int) -> dict[str, Any]:
     """One candidate in full: code, metrics, feedback, lineage, prompt and raw reply, failure and output."""
-    archive = Archive.open(run_dir)
+    archive = Archive.open_readonly(run_dir)
     try:
         c = archive.candidate(candidate_id)
         call = archive.call(c.call_id) if c.call_id else {}
@@ -121,7 +123,7 @@ def candidate_report(run_dir: Path, candidate_id: int) -> dict[str, Any]:
 
 def diff_candidates(run_dir: Path, a: int, b: int) -> str:
     """Unified diff from candidate a to candidate b."""
-    archive = Archive.open(run_dir)
+    archive = Archive.open_readonly(run_dir)
     try:
         ca, cb = archive.candidate(a), archive.candidate(b)
     finally:
@@ -136,11 +138,9 @@ def diff_candidates(run_dir: Path, a: int, b: int) -> str:
     )
 
 
-
-
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """What the end-of-run summary shows: seed, best, champion, counts, calls and spend."""
-    archive = Archive.open(run_dir)
+    archive = Archive.open_readonly(run_dir)
     try:
         candidates = archive.candidates()
         champion = archive.candidate(archive.champion_id()) if candidates else None

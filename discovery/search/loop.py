@@ -62,6 +62,8 @@ class Search:
     max_time: float | None = None
     stats: Stats = dataclasses.field(default_factory=Stats)
     stop_reason: str | None = None
+    # Why the run stopped, for the exit code: done, seed_failed, provider, sandbox or evaluator.
+    stop_kind: str = "done"
     _queue: asyncio.Queue | None = None
     _room: asyncio.Condition | None = None
     _gate: asyncio.Lock | None = None
@@ -99,9 +101,10 @@ class Search:
     def _baseline(self) -> bool:
         return self.config.strategy == "best-of-n"
 
-    async def _stop(self, reason: str) -> None:
+    async def _stop(self, reason: str, kind: str = "done") -> None:
         """Stop proposing (first reason wins) and wake every slot that waits, so the run winds down."""
-        self.stop_reason = self.stop_reason or reason
+        if not self.stop_reason:
+            self.stop_reason, self.stop_kind = reason, kind
         assert self._room is not None
         async with self._room:
             self._room.notify_all()
@@ -155,7 +158,8 @@ class Search:
             self._evaluations_halted = True
             await self._stop(
                 f"the {self.sandbox.name} sandbox failed ({exc}); candidate {candidate_id} is still pending: "
-                "fix the backend (`discovery sandbox check`) and `discovery resume` the run"
+                "fix the backend (`discovery sandbox check`) and `discovery resume` the run",
+                "sandbox",
             )
             return
         fitness = self.task.fitness(outcome.score) if outcome.score is not None else None
@@ -263,8 +267,9 @@ class Search:
             if failure.status == "error":
                 self._consecutive_errors += 1
                 if failure.fatal:
-                    self.stop_reason = f"{plan.model.name}: {failure}"
+                    self.stop_reason, self.stop_kind = f"{plan.model.name}: {failure}", "provider"
                 elif self._consecutive_errors >= MAX_CONSECUTIVE_LLM_ERRORS:
+                    self.stop_kind = "provider"
                     self.stop_reason = (
                         f"{plan.model.name} failed {self._consecutive_errors} times in a row: {failure}"
                     )
@@ -369,6 +374,7 @@ class Search:
         if self.stop_reason:
             return
         if seed.status != Status.OK:
+            self.stop_kind = "seed_failed"
             self.stop_reason = (
                 f"the seed program failed its own evaluation ({seed.status}: {(seed.failure or '').splitlines()[0]}); "
                 f"fix the task (`discovery tasks validate {self.task.path}`)"
