@@ -45,6 +45,8 @@ class Evaluation(BaseModel):
     repeats: int = Field(default=1, ge=1, le=100)
     # A cheap stage evaluate() accepts (evaluate(..., stage=NAME)), used by --cascade to gate the full one.
     cascade_stage: str | None = None
+    # Same program, same score on every seed and repeat: the promotion gate compares once, exactly.
+    deterministic: bool = False
 
 
 class TaskSpec(BaseModel):

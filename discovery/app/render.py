@@ -77,6 +77,7 @@ def print_run(report: dict[str, Any], console: Console) -> None:
             "split",
             "champion mean",
             "challenger mean",
+            "test",
             "p",
             "verdict",
         ):
@@ -89,7 +90,8 @@ def print_run(report: dict[str, Any], console: Console) -> None:
                 g["split"],
                 fmt(mean_of(g["champion_scores"])),
                 fmt(mean_of(g["challenger_scores"])),
-                f"{g['p_value']:.3g}",
+                g.get("test") or "-",
+                "-" if g["p_value"] is None else f"{g['p_value']:.3g}",
                 verdict,
             )
         console.print(gates)

@@ -102,12 +102,7 @@ class Archive:
     def open_readonly(cls, run_dir: Path) -> Archive:
         """Open an existing run archive for reading only: no WAL switch, no migration, no write."""
         path = Path(run_dir) / ARCHIVE_FILE
-        version = cls._check(path)
-        if version < SCHEMA_VERSION:
-            raise UserError(
-                f"{path} has archive schema {version}; run `discovery resume` once to upgrade it to "
-                f"{SCHEMA_VERSION}, then read it"
-            )
+        cls._check(path)  # an older schema is read as it is (views tolerate missing columns)
         return cls(path, readonly=True)
 
     @classmethod
@@ -352,12 +347,13 @@ class Archive:
         seeds: list[int],
         champion_scores: list[float | None],
         challenger_scores: list[float | None],
-        p_value: float,
+        p_value: float | None,
         mean_gain: float | None,
         margin: float,
         alpha: float,
         promoted: bool,
         reason: str,
+        test: str | None = None,
     ) -> None:
         """Record one promotion-gate decision; a promotion also makes the challenger the champion."""
         gain = (
@@ -366,8 +362,8 @@ class Archive:
         with self.transaction():
             self.db.execute(
                 "INSERT INTO promotions(at, champion_id, challenger_id, split, seeds, champion_scores,"
-                " challenger_scores, p_value, mean_gain, margin, alpha, promoted, reason)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " challenger_scores, p_value, mean_gain, margin, alpha, promoted, reason, test)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     time.time(),
                     champion_id,
@@ -382,6 +378,7 @@ class Archive:
                     alpha,
                     int(promoted),
                     reason,
+                    test,
                 ),
             )
             if promoted:
@@ -391,6 +388,7 @@ class Archive:
                 candidate_id=challenger_id,
                 champion_id=champion_id,
                 p_value=p_value,
+                test=test,
                 promoted=promoted,
             )
 
@@ -540,6 +538,7 @@ class Archive:
             row = dict(r)
             for key in ("seeds", "champion_scores", "challenger_scores"):
                 row[key] = json.loads(row[key])
+            row.setdefault("test", "paired permutation")  # a schema-1 archive read as it is
             out.append(row)
         return out
 

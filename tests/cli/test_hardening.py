@@ -209,6 +209,10 @@ def test_read_commands_work_on_a_read_only_archive(tmp_path, toy_task, fake_llm)
             proc = cli(*args, archive=archive)
             assert proc.returncode == 0, proc.stdout + proc.stderr
         assert cli("archive", "diff", "r", "1", "2", archive=archive).returncode == 0
+        shown = cli("archive", "show", "r", archive=archive).stdout
+        assert "exact" in shown  # the toy evaluator is deterministic: one comparison decided the gate
+        gate = json.loads(cli("archive", "show", "r", "--json", archive=archive).stdout)["promotions"][0]
+        assert gate["test"] == "exact" and gate["p_value"] is None and len(gate["seeds"]) == 2
         assert cli("export", "r", "-o", str(tmp_path / "x.py"), archive=archive).returncode == 0
     finally:
         path.chmod(0o644)
