@@ -320,3 +320,64 @@ def test_resume_with_another_model_and_api_base(tmp_path, toy_task, fake_llm):
     assert config["models"][0] == {"name": "openai/other", "weight": 1.0, "api_base": second.api_base}
     dead = f"http://127.0.0.1:{_free_port()}/v1"
     one_line_error(cli("resume", "m", "--api-base", dead, archive=archive), 2, dead)
+
+
+# ----- tasks ---------------------------------------------------------------------------------------
+
+
+def test_validate_refuses_a_brief_that_names_a_function_outside_the_block(tmp_path, toy_task):
+    toml = toy_task / "task.toml"
+    toml.write_text(toml.read_text().replace("from solve()", "from `solve()` (called by `main()`)"))
+    bad = cli("tasks", "validate", str(toy_task), archive=tmp_path)
+    assert bad.returncode == 1 and "`main()`" in bad.stdout and "`solve()`" not in bad.stdout, bad.stdout
+    toml.write_text(toml.read_text().replace(" (called by `main()`)", ""))
+    assert cli("tasks", "validate", str(toy_task), archive=tmp_path).returncode == 0
+    bundled = Path(__file__).resolve().parents[2] / "tasks" / "circle_packing"
+    assert cli("tasks", "validate", str(bundled), archive=tmp_path).returncode == 0
+
+
+def test_tasks_list_finds_the_bundled_tasks_from_elsewhere_and_takes_a_folder(tmp_path, toy_task):
+    import os
+    import subprocess
+    import sys
+
+    def tasks_list(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "discovery", "tasks", "list", *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            timeout=60,
+        )
+
+    elsewhere = tasks_list()
+    assert elsewhere.returncode == 0 and "circle_packing" in elsewhere.stdout, (
+        elsewhere.stdout + elsewhere.stderr
+    )
+    mine = tasks_list(str(tmp_path))
+    assert mine.returncode == 0 and "toy" in mine.stdout and "circle_packing" not in mine.stdout
+    one_line_error(tasks_list(str(tmp_path / "none")), 2, "no task folder")
+
+
+@pytest.mark.skipif(not docker_works(), reason="needs a Docker engine")
+def test_sandbox_build_removes_the_image_it_replaces(tmp_path):
+    import os
+
+    import docker
+
+    client = docker.from_env()
+    name = f"discovery-test-rebuild:{os.getpid()}"
+    try:
+        cli("sandbox", "build", "--image", name, archive=tmp_path, check=True)
+        first = client.images.get(name).id
+        cli("sandbox", "build", "--image", name, archive=tmp_path, check=True)
+        second = client.images.get(name).id
+        assert second != first
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get(first)  # not left dangling
+    finally:
+        try:
+            client.images.remove(name, force=True)
+        except docker.errors.APIError:
+            pass
