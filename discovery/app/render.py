@@ -42,6 +42,12 @@ def print_run(report: dict[str, Any], console: Console) -> None:
         f"seed score {fmt(report['seed_score'])}"
     )
     console.print("status: " + ", ".join(f"{k} {v}" for k, v in sorted(report["status_counts"].items())))
+    evaluator_failures = report["status_counts"].get("evaluator_failed", 0)
+    if evaluator_failures:
+        console.print(
+            f"[bold red]evaluator failures: {evaluator_failures}[/bold red] (the task's evaluator raised its own "
+            "error, not CandidateError: a bug in the task, not charged to the candidates)"
+        )
     top = Table(title="Top candidates")
     for column in ("id", "parent", "score", "operator", "eval s", "sandbox"):
         top.add_column(column)

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # After this many provider failures in a row (each already retried), the run stops and can be resumed.
 MAX_CONSECUTIVE_LLM_ERRORS = 5
+# After this many evaluator failures in a row (the task's own bug, not the candidates'), the run stops.
+MAX_CONSECUTIVE_EVALUATOR_FAILURES = 3
 # With --reflection, one short-term reflection per this many evaluated children.
 REFLECT_EVERY_CHILDREN = 4
 
@@ -68,6 +70,7 @@ class Search:
     _room: asyncio.Condition | None = None
     _gate: asyncio.Lock | None = None
     _consecutive_errors: int = 0
+    _evaluator_failures: int = 0
     _similar_streak: int = 0
     _evaluations_halted: bool = False
     _rng: random.Random | None = None
@@ -193,6 +196,17 @@ class Search:
             events=events,
         )
         self._refresh_stats()
+        self._evaluator_failures = (
+            self._evaluator_failures + 1 if outcome.status == Status.EVALUATOR_FAILED else 0
+        )
+        if self._evaluator_failures >= MAX_CONSECUTIVE_EVALUATOR_FAILURES:
+            first = (outcome.failure or "").splitlines()[0] if outcome.failure else "?"
+            await self._stop(
+                f"the task's evaluator failed on {self._evaluator_failures} candidates in a row ({first}); "
+                f"fix {self.task.path}/evaluate.py (`discovery archive candidate {self.run_id} {candidate_id}` "
+                "shows its traceback) and `discovery resume` the run",
+                "evaluator",
+            )
         if candidate.operator == "seed":
             return
         self._children_evaluated += 1

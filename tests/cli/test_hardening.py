@@ -381,3 +381,32 @@ def test_sandbox_build_removes_the_image_it_replaces(tmp_path):
             client.images.remove(name, force=True)
         except docker.errors.APIError:
             pass
+
+
+def test_an_evaluators_own_bug_is_recorded_apart_and_stops_the_run(tmp_path, toy_task, fake_llm):
+    evaluator = toy_task / "evaluate.py"
+    evaluator.write_text(
+        evaluator.read_text().replace(
+            "    return {",
+            "    if x != 0.0:\n        raise KeyError('the evaluator forgot a key')\n    return {",
+        )
+    )
+    archive = tmp_path / "archive"
+    replies = iter(range(1, 1000))
+    server = fake_llm(default=lambda req: solve(next(replies) / 100))
+    proc = cli(
+        "run",
+        str(toy_task),
+        *fake_run(server, "--budget", "10", "--name", "e", "--eval-slots", "1"),
+        archive=archive,
+    )
+    assert proc.returncode == 6, proc.stdout + proc.stderr
+    assert "evaluator failed on 3 candidates in a row" in proc.stdout
+    report = json.loads(cli("archive", "show", "e", "--json", archive=archive).stdout)
+    assert report["status_counts"].get("evaluator_failed", 0) >= 3
+    assert "failed" not in report["status_counts"]  # nothing charged to the candidates
+    conn = db(archive, "e")
+    assert conn.execute("SELECT COUNT(*) FROM candidates WHERE operator = 'repair'").fetchone()[0] == 0
+    failure = conn.execute("SELECT failure FROM candidates WHERE status = 'evaluator_failed'").fetchone()[0]
+    assert "KeyError" in failure and "Traceback" in failure
+    assert "evaluator failures" in cli("archive", "show", "e", archive=archive).stdout
