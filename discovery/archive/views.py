@@ -22,6 +22,19 @@ def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 
+def known_cost(archive: Archive) -> float | None:
+    """USD spent, or None when calls were made and none had a known price (unknown is not $0)."""
+    calls = archive.calls_made()
+    if calls and archive.calls_without_price() == calls:
+        return None
+    return archive.total_cost()
+
+
+def money(value: float | None) -> str:
+    """A cost for a table: 4 decimals, or 'unknown'."""
+    return "unknown" if value is None else f"${value:.4f}"
+
+
 def mean_of(scores: list[float | None]) -> float | None:
     """Mean of the repeats that ran (None marks a failed repeat)."""
     done = [s for s in scores if s is not None]
@@ -57,7 +70,7 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
                     "budget": meta.get("config", {}).get("budget"),
                     "candidates": sum(archive.status_counts().values()),
                     "best_score": best.score if best else None,
-                    "cost_usd": archive.total_cost(),
+                    "cost_usd": known_cost(archive),
                 }
             )
         finally:
@@ -79,7 +92,7 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
             "config": meta.get("config"),
             "status_counts": archive.status_counts(),
             "calls": archive.calls_made(),
-            "cost_usd": archive.total_cost(),
+            "cost_usd": known_cost(archive),
             "seed_score": seed.score if seed else None,
             "top": [
                 {
@@ -148,7 +161,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
             "seed": candidates[0] if candidates else None,
             "best": archive.best(),
             "counts": archive.status_counts(),
-            "cost": archive.total_cost(),
+            "cost": known_cost(archive),
             "calls": archive.calls_made(),
             "call_counts": archive.call_status_counts(),
             "last_error": archive.last_call_error(),

@@ -410,3 +410,24 @@ def test_an_evaluators_own_bug_is_recorded_apart_and_stops_the_run(tmp_path, toy
     failure = conn.execute("SELECT failure FROM candidates WHERE status = 'evaluator_failed'").fetchone()[0]
     assert "KeyError" in failure and "Traceback" in failure
     assert "evaluator failures" in cli("archive", "show", "e", archive=archive).stdout
+
+
+def test_archive_candidate_piped_prints_every_line_whole(tmp_path, toy_task, fake_llm):
+    archive = tmp_path / "archive"
+    long_line = "    x = " + " + ".join(["1"] * 80) + "  # [bold]not markup[/bold]\n"
+    server = fake_llm(default=f"```python\ndef solve():\n{long_line}    return 2.0\n```")
+    proc = cli("run", str(toy_task), *fake_run(server, "--budget", "1", "--name", "w"), archive=archive)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shown = cli("archive", "candidate", "w", "2", archive=archive)
+    assert shown.returncode == 0
+    assert long_line.rstrip("\n") in shown.stdout.splitlines()  # in the code and in the raw reply, uncut
+    assert "----- prompt -----" in shown.stdout and "# Task" in shown.stdout
+
+
+def test_an_unknown_cost_is_shown_as_unknown_not_zero(tmp_path, toy_task, fake_llm):
+    archive = _tiny_run(tmp_path, toy_task, fake_llm)  # openai/fake has no price
+    assert json.loads(cli("archive", "list", "--json", archive=archive).stdout)[0]["cost_usd"] is None
+    assert json.loads(cli("archive", "show", "r", "--json", archive=archive).stdout)["cost_usd"] is None
+    shown = cli("archive", "show", "r", archive=archive).stdout
+    assert "cost unknown" in shown and "$0.0000" not in shown
+    assert "$0.0000" not in cli("archive", "list", archive=archive).stdout
