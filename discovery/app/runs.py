@@ -13,8 +13,9 @@ import signal
 import socket
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -138,6 +139,30 @@ def _progress_line(stats: Stats, started: float) -> Text:
 
 
 @dataclasses.dataclass
+class ProgressLog:
+    """One line per finished candidate, for output that is not a terminal (a batch job's log)."""
+
+    archive: Archive
+    console: Console
+    seq: int = 0
+
+    def __post_init__(self) -> None:
+        self.seq = self.archive.last_event_seq()  # a resumed run logs only what it evaluates now
+
+    def emit(self) -> None:
+        for row in self.archive.evaluated_since(self.seq):
+            self.seq = row["seq"]
+            score = "-" if row["score"] is None else f"{row['score']:.6g}"
+            wall = "-" if row["eval_wall_s"] is None else f"{row['eval_wall_s']:.2f}"
+            self.console.print(
+                f"candidate {row['id']} parent {row['parent_id'] or '-'} {row['operator']}: "
+                f"{row['status']} score {score} in {wall} s",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+@dataclasses.dataclass
 class Outcome:
     """How a run invocation ended."""
 
@@ -155,10 +180,15 @@ def sigterm_as_interrupt() -> Iterator[list[str]]:
     """While inside, SIGTERM stops the run the way Ctrl-C does; the list names the signal that came."""
     received: list[str] = []
 
-    def on_term(signum: int, frame: object) -> None:
+    def on_term(signum: int, frame: Any) -> None:
         received.append("SIGTERM")
         # The SIGINT path is the clean one: asyncio cancels the search, then KeyboardInterrupt unwinds.
-        signal.raise_signal(signal.SIGINT)
+        # Its handler is called directly (not re-raised as a signal), so no second delivery can race.
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
@@ -199,7 +229,13 @@ def _drive(
                 transient=False,
                 refresh_per_second=4,
             ) as live:
-                update: Callable[[Stats], None] = lambda s: live.update(_progress_line(s, started))  # noqa: E731
+                log_lines = None if console.is_terminal else ProgressLog(archive, console)
+
+                def update(stats: Stats) -> None:
+                    live.update(_progress_line(stats, started))
+                    if log_lines is not None:
+                        log_lines.emit()
+
                 search = Search(
                     archive, task, config, client, sandbox, run_id, on_change=update, max_time=max_time
                 )

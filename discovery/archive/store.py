@@ -567,6 +567,20 @@ class Archive:
         ).fetchone()
         return row[0] if row else None
 
+    def last_event_seq(self) -> int:
+        """The sequence number of the latest event (0 when none)."""
+        return self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+
+    def evaluated_since(self, seq: int) -> list[dict[str, Any]]:
+        """Candidates evaluated after event `seq`, in the order their results were written."""
+        rows = self.db.execute(
+            "SELECT e.seq, c.id, c.parent_id, c.operator, c.status, c.score, c.eval_wall_s FROM events e"
+            " JOIN candidates c ON c.id = e.candidate_id WHERE e.kind = 'candidate_evaluated' AND e.seq > ?"
+            " ORDER BY e.seq",
+            (seq,),
+        )
+        return [dict(r) for r in rows]
+
     def calls_without_price(self) -> int:
         """LLM calls whose cost is unknown (no price for the model)."""
         return self.db.execute("SELECT COUNT(*) FROM llm_calls WHERE cost_usd IS NULL").fetchone()[0]

@@ -169,6 +169,9 @@ def _tiny_run(tmp_path: Path, toy_task: Path, fake_llm, name: str = "r") -> Path
     server = fake_llm(default=solve(1.0))
     proc = cli("run", str(toy_task), *fake_run(server, "--budget", "2", "--name", name), archive=archive)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Not a terminal: one log line per finished candidate, so a batch job can be followed.
+    assert "candidate 1 parent - seed: ok score -9 in " in proc.stdout
+    assert "candidate 2 parent 1 diff: ok score -4 in " in proc.stdout, proc.stdout
     return archive
 
 
