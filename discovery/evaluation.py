@@ -120,8 +120,10 @@ def parse_result(result: SandboxResult, nonce: str) -> Outcome:
         return Outcome("failed", None, {}, None, why, tail, result.wall_s)
     if payload.get("status") != "ok":
         failure = payload.get("error", "unknown error")
-        if payload.get("kind") == "evaluator" and payload.get("traceback"):
-            failure += "\n" + payload["traceback"][-1500:]
+        if payload.get("kind") == "evaluator":
+            # The evaluator's own bug (not CandidateError): recorded apart, never charged to the candidate.
+            failure += "\n" + (payload.get("traceback") or "")[-1500:]
+            return Outcome("evaluator_failed", None, {}, None, failure.strip(), tail, result.wall_s)
         return Outcome("failed", None, {}, None, failure, tail, result.wall_s)
     metrics = payload.get("metrics") or {}
     timed = metrics.get("timed_wall_s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -10,7 +11,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from discovery.errors import UserError
-from discovery.program.blocks import marker_problem
+from discovery.program.blocks import marker_problem, split_block
+
+# A function a brief asks for: a backticked plain name followed by "(", as in `build()` or `step(params, ...)`.
+_NAMED_FUNCTION = re.compile(r"`([A-Za-z_]\w*)\(")
 
 
 class Objective(BaseModel):
@@ -45,6 +49,8 @@ class Evaluation(BaseModel):
     repeats: int = Field(default=1, ge=1, le=100)
     # A cheap stage evaluate() accepts (evaluate(..., stage=NAME)), used by --cascade to gate the full one.
     cascade_stage: str | None = None
+    # Same program, same score on every seed and repeat: the promotion gate compares once, exactly.
+    deterministic: bool = False
 
 
 class TaskSpec(BaseModel):
@@ -118,9 +124,31 @@ def find_problems(path: Path) -> list[str]:
                 where = ".".join(str(p) for p in err["loc"]) or "(top level)"
                 problems.append(f"{toml_path}: {where}: {err['msg']}")
     candidate_name = spec.candidate if spec else "program.py"
-    problems += _program_problems(path / candidate_name)
+    program_problems = _program_problems(path / candidate_name)
+    problems += program_problems
+    if spec is not None and not program_problems:
+        problems += _brief_problems(toml_path, spec.brief, path / candidate_name)
     problems += _evaluator_problems(path / "evaluate.py")
     return problems
+
+
+def _brief_problems(toml_path: Path, brief: str, program: Path) -> list[str]:
+    """Functions the brief names (`name()`) that the EVOLVE block does not define: the model cannot write them."""
+    block = split_block(program.read_text())
+    if block is None:
+        return []
+    try:
+        tree = ast.parse(block.body)
+    except SyntaxError:
+        return []  # a block that parses only with its context; the program check covers syntax
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    named = dict.fromkeys(_NAMED_FUNCTION.findall(brief))
+    return [
+        f"{toml_path}: brief names `{name}()`, which the EVOLVE block of {program.name} does not define; "
+        "a brief may ask only for what the model can change (define it in the block or name the block's function)"
+        for name in named
+        if name not in defined
+    ]
 
 
 def _program_problems(program: Path) -> list[str]:
@@ -160,6 +188,12 @@ def _evaluator_problems(evaluator: Path) -> list[str]:
             f"{evaluator}: evaluate() must accept (candidate_path, split, seed); missing {missing or ['candidate_path']}"
         ]
     return []
+
+
+def bundled_tasks_dir() -> Path | None:
+    """The tasks/ folder shipped beside the package (a checkout or an editable install), if any."""
+    folder = Path(__file__).resolve().parent.parent / "tasks"
+    return folder if folder.is_dir() else None
 
 
 def load_task(path: Path | str) -> Task:

@@ -13,9 +13,11 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from discovery.app import options, render, runs
+from discovery.app.exits import ExitCode
 from discovery.archive import views
 from discovery.config import LOCAL_MODEL, ModelConfig, RunConfig
 from discovery.errors import UserError
+from discovery.evaluation import SandboxError
 from discovery.llm import ModelSpec
 from discovery.sandbox.base import SandboxUnavailable
 
@@ -24,9 +26,12 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _validation_message(exc: ValidationError) -> str:
+    """Pydantic's errors as one line; a run option is named as its flag (budget -> --budget)."""
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])
+        if exc.title == "RunConfig" and len(err["loc"]) == 1 and where not in ("task", "models"):
+            where = "--" + where.replace("_", "-")
         parts.append(f"{where}: {err['msg']}" if where else err["msg"])
     return "; ".join(parts)
 
@@ -37,16 +42,19 @@ def main() -> None:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         err_console.print("aborted")
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (UserError, SandboxUnavailable) as exc:
+    except UserError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
-        sys.exit(2)
+        sys.exit(ExitCode.USER_ERROR)
+    except (SandboxUnavailable, SandboxError) as exc:
+        err_console.print(f"[bold red]sandbox error:[/bold red] {exc}", highlight=False)
+        sys.exit(ExitCode.SANDBOX)
     except ValidationError as exc:
         err_console.print(f"[bold red]error:[/bold red] {_validation_message(exc)}", highlight=False)
-        sys.exit(2)
+        sys.exit(ExitCode.USER_ERROR)
     except SystemExit:
         raise
 
@@ -67,12 +75,17 @@ def cli(verbose: bool) -> None:
 # ----- run / resume -----------------------------------------------------------------------------
 
 
-def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **options) -> RunConfig:
-    names = models or (os.environ.get("DISCOVERY_MODEL") or LOCAL_MODEL,)
+def _model_specs(names: tuple[str, ...], api_base: str | None) -> list[ModelSpec]:
+    """ModelSpecs from --model NAME[=WEIGHT] values; a bad one is a UserError."""
     try:
-        specs = [ModelSpec.parse(m, api_base) for m in names]
+        return [ModelSpec.parse(m, api_base) for m in names]
     except ValueError as exc:
         raise UserError(str(exc)) from None
+
+
+def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **options) -> RunConfig:
+    names = models or (os.environ.get("DISCOVERY_MODEL") or LOCAL_MODEL,)
+    specs = _model_specs(names, api_base)
     model_configs = [ModelConfig(name=s.name, weight=s.weight, api_base=s.api_base) for s in specs]
     config = RunConfig(task=task, models=model_configs, **{k: v for k, v in options.items() if v is not None})
     if config.map_elites:
@@ -104,16 +117,48 @@ def run(
         config = RunConfig.model_validate({**config.model_dump(), "novelty_threshold": None})
     outcome = runs.start_run(task, config, name, console)
     render.print_summary(outcome.run_dir, outcome.stop_reason, console)
+    sys.exit(outcome.exit_code)
 
 
 @cli.command()
 @click.argument("run")
-@click.option("--add-budget", type=int, help="Allow this many more LLM calls than the run's budget.")
-@click.option("--max-time", type=float, help="Stop after this many seconds.")
-def resume(run: str, add_budget: int | None, max_time: float | None) -> None:
+@click.option(
+    "--add-budget",
+    type=click.IntRange(min=1),
+    help="Allow this many more LLM calls than the run's budget.",
+)
+@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME[=WEIGHT]",
+    help="Continue with these models instead of the stored ones (each call records its model).",
+)
+@click.option("--api-base", help="Base URL of an OpenAI-compatible server for the (new) models.")
+def resume(
+    run: str, add_budget: int | None, max_time: float | None, models: tuple[str, ...], api_base: str | None
+) -> None:
     """Continue RUN exactly where it stopped (also after a crash or kill -9)."""
-    outcome = runs.resume_run(run, console, add_budget, max_time)
+    from discovery.config import ModelConfig, RunConfig
+
+    new_models = None
+    if models or api_base:
+        if models:
+            specs = _model_specs(models, api_base)
+            new_models = [ModelConfig(name=s.name, weight=s.weight, api_base=s.api_base) for s in specs]
+        else:
+            from discovery.archive import Archive
+
+            stored = Archive.open_readonly(runs.resolve_run(run))
+            try:
+                config = RunConfig.model_validate(stored.meta()["config"])
+            finally:
+                stored.close()
+            new_models = [m.model_copy(update={"api_base": api_base}) for m in config.models]
+    outcome = runs.resume_run(run, console, add_budget, max_time, new_models)
     render.print_summary(outcome.run_dir, outcome.stop_reason, console)
+    sys.exit(outcome.exit_code)
 
 
 # ----- archive ----------------------------------------------------------------------------------
@@ -182,7 +227,11 @@ def archive_diff(run: str, a: int, b: int, as_json: bool) -> None:
     type=click.Choice(["auto", "docker", "bwrap", "process"]),
     help="Backend (default: the run's).",
 )
-@click.option("--tolerance", type=float, help="Allowed |archived - replayed| (default: the task's).")
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    help="Allowed |archived - replayed| (default: the task's).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def replay(
     run: str,
@@ -205,11 +254,13 @@ def replay(
     if sum([best, champion, candidate_id is not None]) > 1:
         raise UserError("give one of --best, --champion or --candidate ID")
     run_dir = runs.resolve_run(run)
-    archived = Archive.open(run_dir)
-    meta = archived.meta()
-    if champion:
-        candidate_id = archived.champion_id()
-    archived.close()
+    archived = Archive.open_readonly(run_dir)
+    try:
+        meta = archived.meta()
+        if champion:
+            candidate_id = archived.champion_id()
+    finally:
+        archived.close()
     backend = sandbox or RunConfig.model_validate(meta["config"]).sandbox
     box = make_sandbox(backend, image=load_task(meta["task_path"]).spec.image, run_id=run_dir.name)
     try:
@@ -229,7 +280,7 @@ def replay(
             f"candidate {result.candidate_id}: archived {result.archived:.10g}, replayed {replayed} "
             f"(tolerance {result.tolerance:g}, sandbox {box.name}): {verdict}"
         )
-    sys.exit(0 if result.holds else 1)
+    sys.exit(ExitCode.OK if result.holds else ExitCode.FAILED_CHECK)
 
 
 @cli.command()
@@ -244,12 +295,18 @@ def export(run: str, best: bool, candidate_id: int | None, output: str) -> None:
 
     if best and candidate_id is not None:
         raise UserError("give either --best or --candidate ID, not both")
-    archived = Archive.open(runs.resolve_run(run))
+    target = Path(output)
+    if not target.parent.is_dir():
+        raise UserError(f"cannot write {output}: folder {target.parent} does not exist; create it first")
+    archived = Archive.open_readonly(runs.resolve_run(run))
     try:
         candidate = pick_candidate(archived, candidate_id)
     finally:
         archived.close()
-    Path(output).write_text(candidate.code)
+    try:
+        target.write_text(candidate.code)
+    except OSError as exc:
+        raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
     console.print(f"wrote candidate {candidate.id} (score {candidate.score}) to {output}")
 
 
@@ -281,12 +338,21 @@ def tasks_validate(paths: tuple[str, ...]) -> None:
 
 
 @tasks.command("list")
-@click.argument("root", default="tasks", type=click.Path())
-def tasks_list(root: str) -> None:
-    """List the task folders under ROOT (default ./tasks)."""
-    from discovery.task import find_problems, load_task
+@click.argument("root", required=False, type=click.Path())
+def tasks_list(root: str | None) -> None:
+    """List the task folders under ROOT (default ./tasks, else the bundled tasks)."""
+    from discovery.task import bundled_tasks_dir, find_problems, load_task
 
-    for path in sorted(p.parent for p in Path(root).glob("*/task.toml")):
+    if root is None:
+        folder = Path("tasks") if any(Path("tasks").glob("*/task.toml")) else bundled_tasks_dir()
+    else:
+        folder = Path(root)
+    if folder is None or not folder.is_dir():
+        raise UserError(f"no task folder {root or './tasks'}; give one: `discovery tasks list PATH`")
+    paths = sorted(p.parent for p in folder.glob("*/task.toml"))
+    if not paths:
+        raise UserError(f"{folder} holds no tasks (folders with a task.toml)")
+    for path in paths:
         if find_problems(path):
             console.print(f"{path.name:24} [red]invalid[/red] (run `discovery tasks validate {path}`)")
         else:
@@ -302,10 +368,14 @@ def sandbox() -> None:
 
 @sandbox.command("check")
 def sandbox_check() -> None:
-    """Try each backend for real and report which work on this machine, and why not."""
-    from discovery.sandbox.choose import render_check_table
+    """Try each backend for real and report which work on this machine; exit 1 when no isolating one does."""
+    from discovery.sandbox.choose import HOW_TO_GET_ONE, auto_choice, check_backends, render_check_table
 
-    console.print(render_check_table())
+    rows = check_backends()
+    console.print(render_check_table(rows=rows))
+    if auto_choice(rows) is None:
+        err_console.print(f"[bold red]error:[/bold red] {HOW_TO_GET_ONE}", highlight=False)
+        sys.exit(ExitCode.FAILED_CHECK)
 
 
 @sandbox.command("build")

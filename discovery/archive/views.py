@@ -7,18 +7,32 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import time
+import logging
 from pathlib import Path
 from typing import Any
-
 
 from discovery.archive.schema import ARCHIVE_FILE
 from discovery.archive.store import Archive
 from discovery.errors import UserError
 
+log = logging.getLogger(__name__)
+
 
 def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
+
+
+def known_cost(archive: Archive) -> float | None:
+    """USD spent, or None when calls were made and none had a known price (unknown is not $0)."""
+    calls = archive.calls_made()
+    if calls and archive.calls_without_price() == calls:
+        return None
+    return archive.total_cost()
+
+
+def money(value: float | None) -> str:
+    """A cost for a table: 4 decimals, or 'unknown'."""
+    return "unknown" if value is None else f"${value:.4f}"
 
 
 def mean_of(scores: list[float | None]) -> float | None:
@@ -41,8 +55,9 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
     rows = []
     for path in sorted(root.glob(f"*/{ARCHIVE_FILE}")):
         try:
-            archive = Archive.open(path.parent)
-        except UserError:
+            archive = Archive.open_readonly(path.parent)
+        except UserError as exc:
+            log.warning("skipping %s: %s", path.parent.name, exc)
             continue
         try:
             meta, best = archive.meta(), archive.best()
@@ -55,7 +70,7 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
                     "budget": meta.get("config", {}).get("budget"),
                     "candidates": sum(archive.status_counts().values()),
                     "best_score": best.score if best else None,
-                    "cost_usd": archive.total_cost(),
+                    "cost_usd": known_cost(archive),
                 }
             )
         finally:
@@ -65,7 +80,7 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
 
 def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
     """Everything `archive show` prints: config, status counts, top candidates, usage, stops, replays."""
-    archive = Archive.open(run_dir)
+    archive = Archive.open_readonly(run_dir)
     try:
         meta = archive.meta()
         ok = sorted(archive.candidates("ok"), key=lambda c: -c.fitness)
@@ -77,7 +92,7 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
             "config": meta.get("config"),
             "status_counts": archive.status_counts(),
             "calls": archive.calls_made(),
-            "cost_usd": archive.total_cost(),
+            "cost_usd": known_cost(archive),
             "seed_score": seed.score if seed else None,
             "top": [
                 {
@@ -102,7 +117,7 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
 
 def candidate_report(run_dir: Path, candidate_id: int) -> dict[str, Any]:
     """One candidate in full: code, metrics, feedback, lineage, prompt and raw reply, failure and output."""
-    archive = Archive.open(run_dir)
+    archive = Archive.open_readonly(run_dir)
     try:
         c = archive.candidate(candidate_id)
         call = archive.call(c.call_id) if c.call_id else {}
@@ -121,7 +136,7 @@ def candidate_report(run_dir: Path, candidate_id: int) -> dict[str, Any]:
 
 def diff_candidates(run_dir: Path, a: int, b: int) -> str:
     """Unified diff from candidate a to candidate b."""
-    archive = Archive.open(run_dir)
+    archive = Archive.open_readonly(run_dir)
     try:
         ca, cb = archive.candidate(a), archive.candidate(b)
     finally:
@@ -136,11 +151,9 @@ def diff_candidates(run_dir: Path, a: int, b: int) -> str:
     )
 
 
-
-
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """What the end-of-run summary shows: seed, best, champion, counts, calls and spend."""
-    archive = Archive.open(run_dir)
+    archive = Archive.open_readonly(run_dir)
     try:
         candidates = archive.candidates()
         champion = archive.candidate(archive.champion_id()) if candidates else None
@@ -148,7 +161,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
             "seed": candidates[0] if candidates else None,
             "best": archive.best(),
             "counts": archive.status_counts(),
-            "cost": archive.total_cost(),
+            "cost": known_cost(archive),
             "calls": archive.calls_made(),
             "call_counts": archive.call_status_counts(),
             "last_error": archive.last_call_error(),

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # After this many provider failures in a row (each already retried), the run stops and can be resumed.
 MAX_CONSECUTIVE_LLM_ERRORS = 5
+# After this many evaluator failures in a row (the task's own bug, not the candidates'), the run stops.
+MAX_CONSECUTIVE_EVALUATOR_FAILURES = 3
 # With --reflection, one short-term reflection per this many evaluated children.
 REFLECT_EVERY_CHILDREN = 4
 
@@ -62,10 +64,13 @@ class Search:
     max_time: float | None = None
     stats: Stats = dataclasses.field(default_factory=Stats)
     stop_reason: str | None = None
+    # Why the run stopped, for the exit code: done, seed_failed, provider, sandbox or evaluator.
+    stop_kind: str = "done"
     _queue: asyncio.Queue | None = None
     _room: asyncio.Condition | None = None
     _gate: asyncio.Lock | None = None
     _consecutive_errors: int = 0
+    _evaluator_failures: int = 0
     _similar_streak: int = 0
     _evaluations_halted: bool = False
     _rng: random.Random | None = None
@@ -95,9 +100,10 @@ class Search:
     def _seed(self) -> Candidate:
         return self.archive.seed()
 
-    async def _stop(self, reason: str) -> None:
+    async def _stop(self, reason: str, kind: str = "done") -> None:
         """Stop proposing (first reason wins) and wake every slot that waits, so the run winds down."""
-        self.stop_reason = self.stop_reason or reason
+        if not self.stop_reason:
+            self.stop_reason, self.stop_kind = reason, kind
         assert self._room is not None
         async with self._room:
             self._room.notify_all()
@@ -151,7 +157,8 @@ class Search:
             self._evaluations_halted = True
             await self._stop(
                 f"the {self.sandbox.name} sandbox failed ({exc}); candidate {candidate_id} is still pending: "
-                "fix the backend (`discovery sandbox check`) and `discovery resume` the run"
+                "fix the backend (`discovery sandbox check`) and `discovery resume` the run",
+                "sandbox",
             )
             return
         fitness = self.task.fitness(outcome.score) if outcome.score is not None else None
@@ -185,6 +192,17 @@ class Search:
             events=events,
         )
         self._refresh_stats()
+        self._evaluator_failures = (
+            self._evaluator_failures + 1 if outcome.status == Status.EVALUATOR_FAILED else 0
+        )
+        if self._evaluator_failures >= MAX_CONSECUTIVE_EVALUATOR_FAILURES:
+            first = (outcome.failure or "").splitlines()[0] if outcome.failure else "?"
+            await self._stop(
+                f"the task's evaluator failed on {self._evaluator_failures} candidates in a row ({first}); "
+                f"fix {self.task.path}/evaluate.py (`discovery archive candidate {self.run_id} {candidate_id}` "
+                "shows its traceback) and `discovery resume` the run",
+                "evaluator",
+            )
         if candidate.operator == "seed":
             return
         self._children_evaluated += 1
@@ -257,8 +275,9 @@ class Search:
             if failure.status == "error":
                 self._consecutive_errors += 1
                 if failure.fatal:
-                    self.stop_reason = f"{plan.model.name}: {failure}"
+                    self.stop_reason, self.stop_kind = f"{plan.model.name}: {failure}", "provider"
                 elif self._consecutive_errors >= MAX_CONSECUTIVE_LLM_ERRORS:
+                    self.stop_kind = "provider"
                     self.stop_reason = (
                         f"{plan.model.name} failed {self._consecutive_errors} times in a row: {failure}"
                     )
@@ -363,6 +382,7 @@ class Search:
         if self.stop_reason:
             return
         if seed.status != Status.OK:
+            self.stop_kind = "seed_failed"
             self.stop_reason = (
                 f"the seed program failed its own evaluation ({seed.status}: {(seed.failure or '').splitlines()[0]}); "
                 f"fix the task (`discovery tasks validate {self.task.path}`)"
