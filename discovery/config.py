@@ -61,6 +61,13 @@ class RunConfig(BaseModel):
     cascade: float | None = Field(default=None, ge=0, le=1, description="quantile of the quick stage to pass")
     promotion_repeats: int = Field(default=6, ge=1, le=100)
     promotion_alpha: float = Field(default=0.05, gt=0, lt=1)
+    # --- agent tasks (tasks with an [agent] table; see README, "Agent tasks") ---
+    agent_model: str = Field(
+        default="local",
+        min_length=1,
+        description="litellm model the candidates' agents call through the gateway ('local': the embedded model)",
+    )
+    agent_api_base: str | None = Field(default=None, description="base URL of the agent model's server")
 
     @model_validator(mode="after")
     def _promotion_can_pass(self) -> RunConfig:

@@ -69,6 +69,13 @@ def print_run(report: dict[str, Any], console: Console) -> None:
             fmt(m["mean_latency_s"]),
         )
     console.print(models)
+    agent = report.get("agent") or {}
+    if agent.get("calls"):
+        console.print(
+            f"agent calls (candidates' agents, through the gateway): {agent['calls']} "
+            f"({agent['not_ok']} refused or failed), tokens {agent['prompt_tokens']}+{agent['completion_tokens']}, "
+            f"cost ${agent['cost_usd']:.4f}; mutation calls cost ${report['mutation_cost_usd']:.4f}"
+        )
     if report["promotions"]:
         gates = Table(title="Promotion gate (held-out repeats; champion history)")
         for column in (
@@ -126,6 +133,40 @@ def print_candidate(report: dict[str, Any], console: Console) -> None:
         console.print(Panel(Text(report["reply"]), title="raw reply"))
     if report["output_tail"]:
         console.print(Panel(Text(report["output_tail"]), title="evaluator output (tail)"))
+    if report.get("agent_calls"):
+        print_agent_calls(report["agent_calls"], console)
+
+
+def print_agent_calls(calls: list[dict[str, Any]], console: Console, text_chars: int = 400) -> None:
+    """The calls a candidate's agent made, grouped by evaluation, each with its prompt tail and reply."""
+    table = Table(title=f"Agent calls ({len(calls)})", show_lines=True)
+    for column in (
+        "#",
+        "evaluation",
+        "sample",
+        "status",
+        "tokens",
+        "cost $",
+        "s",
+        "last message",
+        "reply / error",
+    ):
+        table.add_column(column, overflow="fold")
+    for call in calls:
+        last = call["messages"][-1]["content"] if call["messages"] else ""
+        reply = call["error"] or "\n---\n".join(call["reply"] or [])
+        table.add_row(
+            str(call["id"]),
+            call["evaluation"],
+            "-" if call["sample_index"] is None else str(call["sample_index"]),
+            call["status"],
+            f"{call['prompt_tokens']}+{call['completion_tokens']}",
+            "-" if call["cost_usd"] is None else f"{call['cost_usd']:.5f}",
+            fmt(call["latency_s"]),
+            Text(last[-text_chars:]),
+            Text(reply[:text_chars]),
+        )
+    console.print(table)
 
 
 def print_summary(run_dir: Path, stop_reason: str, console: Console) -> None:

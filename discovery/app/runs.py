@@ -20,6 +20,7 @@ from discovery.archive import ARCHIVE_FILE, Archive
 from discovery.config import ModelConfig, RunConfig
 from discovery.errors import UserError
 from discovery.llm import LLMClient, ModelSpec, ready_specs
+from discovery.llm.gateway import Gateway
 from discovery.sandbox.base import Sandbox
 from discovery.search.loop import Search, Stats
 from discovery.task import Task, load_task
@@ -73,6 +74,38 @@ def model_endpoints(models: list[ModelConfig], console: Console) -> Iterator[lis
         yield [ModelSpec(f"openai/{server.model_name}", 1.0, server.api_base, api_key="local")]
 
 
+@contextlib.contextmanager
+def agent_gateway(
+    config: RunConfig, task: Task, archive: Archive, specs: list[ModelSpec], console: Console
+) -> Iterator[Gateway | None]:
+    """The run's LLM gateway for agent tasks (None for algorithm tasks), pinned to --agent-model."""
+    if not task.is_agent:
+        yield None
+        return
+    with contextlib.ExitStack() as stack:
+        if config.agent_model != LOCAL_MODEL:
+            model = ready_specs([ModelSpec(config.agent_model, 1.0, config.agent_api_base)])[0]
+        elif any(m.name == LOCAL_MODEL for m in config.models):
+            model = specs[0]  # the embedded server the mutation calls already use
+        else:
+            from discovery.llm.local.server import LocalModelServer
+
+            console.print(
+                "[yellow]Agents call the embedded local model SmolLM2-135M (--agent-model local).[/yellow]"
+            )
+            server = stack.enter_context(LocalModelServer())
+            model = ModelSpec(f"openai/{server.model_name}", 1.0, server.api_base, api_key="local")
+        # Agents' sampling settings come with each request; timeouts and retries are the run's.
+        client = LLMClient([model], timeout_s=config.llm_timeout_s)
+        gateway = Gateway(
+            client, model, archive.record_agent_call, run_spent=archive.total_cost, max_cost=config.max_cost
+        )
+        try:
+            yield gateway
+        finally:
+            gateway.close()
+
+
 def open_sandbox(config: RunConfig, task: Task, run_id: str, console: Console) -> Sandbox:
     """The sandbox backend the run asked for; warns loudly for the resource-only process backend."""
     from discovery.sandbox.choose import make_sandbox
@@ -124,7 +157,10 @@ def _drive(
 ) -> str:
     """Start the model endpoints and the sandbox, run the search, and return why it stopped."""
     run_id = run_dir.name
-    with model_endpoints(config.models, console) as specs:
+    with (
+        model_endpoints(config.models, console) as specs,
+        agent_gateway(config, task, archive, specs, console) as gateway,
+    ):
         client = LLMClient(specs, config.temperature, config.max_tokens, config.llm_timeout_s)
         sandbox = open_sandbox(config, task, run_id, console)
         started = time.monotonic()
@@ -137,7 +173,15 @@ def _drive(
             ) as live:
                 update: Callable[[Stats], None] = lambda s: live.update(_progress_line(s, started))  # noqa: E731
                 search = Search(
-                    archive, task, config, client, sandbox, run_id, on_change=update, max_time=max_time
+                    archive,
+                    task,
+                    config,
+                    client,
+                    sandbox,
+                    run_id,
+                    on_change=update,
+                    max_time=max_time,
+                    gateway=gateway,
                 )
                 try:
                     reason = asyncio.run(search.run())

@@ -78,6 +78,8 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
             "status_counts": archive.status_counts(),
             "calls": archive.calls_made(),
             "cost_usd": archive.total_cost(),
+            "mutation_cost_usd": archive.mutation_cost(),
+            "agent": archive.agent_usage(),
             "seed_score": seed.score if seed else None,
             "top": [
                 {
@@ -114,6 +116,7 @@ def candidate_report(run_dir: Path, candidate_id: int) -> dict[str, Any]:
             "reply": call.get("reply"),
             "cost_usd": call.get("cost_usd"),
             "tokens": (call.get("prompt_tokens"), call.get("completion_tokens")) if call else None,
+            "agent_calls": archive.agent_calls(candidate_id),
         }
     finally:
         archive.close()
