@@ -137,36 +137,25 @@ def print_candidate(report: dict[str, Any], console: Console) -> None:
         print_agent_calls(report["agent_calls"], console)
 
 
-def print_agent_calls(calls: list[dict[str, Any]], console: Console, text_chars: int = 400) -> None:
-    """The calls a candidate's agent made, grouped by evaluation, each with its prompt tail and reply."""
-    table = Table(title=f"Agent calls ({len(calls)})", show_lines=True)
-    for column in (
-        "#",
-        "evaluation",
-        "sample",
-        "status",
-        "tokens",
-        "cost $",
-        "s",
-        "last message",
-        "reply / error",
-    ):
-        table.add_column(column, overflow="fold")
+def print_agent_calls(calls: list[dict[str, Any]], console: Console, text_chars: int = 300) -> None:
+    """The calls a candidate's agent made, in order: one header line each, then its last message and reply."""
+    console.print(f"[bold]Agent calls ({len(calls)})[/bold]")
     for call in calls:
-        last = call["messages"][-1]["content"] if call["messages"] else ""
-        reply = call["error"] or "\n---\n".join(call["reply"] or [])
-        table.add_row(
-            str(call["id"]),
-            call["evaluation"],
-            "-" if call["sample_index"] is None else str(call["sample_index"]),
-            call["status"],
-            f"{call['prompt_tokens']}+{call['completion_tokens']}",
-            "-" if call["cost_usd"] is None else f"{call['cost_usd']:.5f}",
-            fmt(call["latency_s"]),
-            Text(last[-text_chars:]),
-            Text(reply[:text_chars]),
+        sample = "" if call["sample_index"] is None else f" sample {call['sample_index']}"
+        cost = "-" if call["cost_usd"] is None else f"${call['cost_usd']:.5f}"
+        console.print(
+            Text(
+                f"#{call['id']} {call['evaluation']}{sample} {call['status']} "
+                f"{call['prompt_tokens']}+{call['completion_tokens']} tok {cost} {fmt(call['latency_s'])} s",
+                style="bold" if call["status"] == "ok" else "bold red",
+            )
         )
-    console.print(table)
+        last = call["messages"][-1]["content"] if call["messages"] else ""
+        console.print(Text("  > " + " ".join(last[-text_chars:].split())))
+        for reply in call["reply"] or []:
+            console.print(Text("  < " + " ".join(reply[:text_chars].split())))
+        if call["error"]:
+            console.print(Text("  ! " + call["error"][:text_chars], style="red"))
 
 
 def print_summary(run_dir: Path, stop_reason: str, console: Console) -> None:

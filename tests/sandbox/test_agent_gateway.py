@@ -20,7 +20,7 @@ from discovery.archive import Archive
 from discovery.llm import LLMClient, ModelSpec
 from discovery.llm.gateway import Gateway
 from discovery.task import AgentBudget, load_task
-from tests.sandbox_fixtures import skip_backend
+from tests.sandbox_fixtures import skeleton_image, skip_backend
 
 ROOT = Path(__file__).resolve().parents[2]
 MATH_AGENT = ROOT / "tasks" / "math_agent"
@@ -56,23 +56,33 @@ PROBE_TOML = textwrap.dedent(
 PROBE_SEED = "# EVOLVE-BLOCK-START\ndef probe():\n    return {}\n# EVOLVE-BLOCK-END\n"
 
 
-def make_sandbox(backend: str):
+def make_sandbox(backend: str, image: str | None = None):
     """A real sandbox of the backend, or a skip naming why it is missing."""
     from discovery.sandbox.base import SandboxUnavailable
     from discovery.sandbox.bwrap import BwrapSandbox
+    from discovery.sandbox.docker import DockerSandbox
     from discovery.sandbox.process import ProcessSandbox
 
     if backend == "process":
         return ProcessSandbox()
     try:
-        return BwrapSandbox()
+        return BwrapSandbox() if backend == "bwrap" else DockerSandbox(image, run_id="test-gw")
     except SandboxUnavailable as exc:
         skip_backend(exc)
 
 
-@pytest.fixture(params=["process", "bwrap"])
+@pytest.fixture(scope="module")
+def docker_image():
+    """A skeleton Docker image (the host's Python, built offline), removed after the module."""
+    yield from skeleton_image()
+
+
+@pytest.fixture(params=["process", "bwrap", pytest.param("docker", marks=pytest.mark.docker)])
 def sandbox(request):
-    return make_sandbox(request.param)
+    image = request.getfixturevalue("docker_image") if request.param == "docker" else None
+    sb = make_sandbox(request.param, image)
+    yield sb
+    sb.close()
 
 
 @pytest.fixture
@@ -185,6 +195,37 @@ def test_the_key_never_enters_the_sandbox_and_the_model_is_pinned(
     # The provider got the run's model; the request's model, URL and key went nowhere.
     assert [r["model"] for r in server.requests] == ["fake"]
     assert archive.agent_calls()[0]["params"]["asked_model"] == "gpt-4o"
+
+
+def test_agent_code_written_against_openai_works_over_the_socket(
+    sandbox, archive, fake_llm, tmp_path
+) -> None:
+    pytest.importorskip("openai")
+    server = fake_llm(default="from the gateway")
+    task = probe_task(tmp_path)
+    gateway = gateway_for(server, archive)
+    code = probe(
+        """
+        import httpx
+        from openai import OpenAI
+        client = OpenAI(
+            base_url="http://gateway/v1",
+            api_key=os.environ["DISCOVERY_LLM_TOKEN"],
+            http_client=httpx.Client(transport=httpx.HTTPTransport(uds=os.environ["DISCOVERY_LLM_SOCKET"])),
+            max_retries=0,
+        )
+        first = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        second = client.chat.completions.create(model="any", messages=[{"role": "user", "content": "again"}], n=2)
+        return {"first": first.choices[0].message.content, "n": len(second.choices),
+                "tokens": first.usage.total_tokens}
+        """
+    )
+    try:
+        seen = asyncio.run(run_probe(sandbox, task, code, gateway))
+    finally:
+        gateway.close()
+    assert seen == {"first": "from the gateway", "n": 2, "tokens": seen["tokens"]} and seen["tokens"] > 0
+    assert len(server.requests) == 3 and {r["model"] for r in server.requests} == {"fake"}
 
 
 def test_a_wrong_or_reused_token_is_refused(sandbox, archive, fake_llm, tmp_path) -> None:
@@ -344,7 +385,7 @@ def test_another_evaluations_socket_is_out_of_reach(sandbox, archive, fake_llm, 
         seen = asyncio.run(scenario())
     finally:
         gateway.close()
-    if sandbox.name == "bwrap":
+    if sandbox.name in ("bwrap", "docker"):
         # Not even visible: the sandbox has only its own socket folder.
         assert seen == {"result": "gateway_unreachable", "roots": []}
     else:

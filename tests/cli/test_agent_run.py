@@ -1,0 +1,68 @@
+"""A short run on math_agent end to end: mutation and agent models on fake servers, the gateway, the
+process sandbox, and the archive commands a user reads an agent's calls with."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from rich.console import Console
+
+from discovery.app import runs
+from discovery.archive import Archive
+from discovery.config import ModelConfig, RunConfig
+from tests.cli.test_cli import cli
+from tests.sandbox.test_agent_gateway import MATH_AGENT, math_replier
+
+# A child agent the mutation model proposes: asks once, without the chain-of-thought prompt.
+CHILD = '''```python
+def forward(question: str) -> str:
+    """Ask directly for the number."""
+    return llm.chat([{"role": "user", "content": question + "\\n\\nOnly the number."}], temperature=0.0)
+```'''
+
+
+@pytest.mark.slow
+def test_a_math_agent_run_records_agent_calls_apart_from_mutation_calls(
+    tmp_path, archive_dir, fake_llm
+) -> None:
+    mutation = fake_llm(default=CHILD)
+    agent = fake_llm(default=math_replier())
+    task = tmp_path / "math_agent"
+    shutil.copytree(MATH_AGENT, task)
+    config = RunConfig(
+        task=str(task),
+        models=[ModelConfig(name="openai/fake", api_base=mutation.api_base)],
+        budget=1,
+        reply_format="block",
+        sandbox="process",
+        agent_model="openai/fake",
+        agent_api_base=agent.api_base,
+        max_cost=5.0,
+    )
+    outcome = runs.start_run(str(task), config, "agents", Console(file=open("/dev/null", "w")))
+    assert outcome.stop_reason == "budget spent"
+    archive = Archive.open(archive_dir / "agents")
+    try:
+        seed, child = archive.candidates()
+        assert seed.score == 1.0 and child.status == "ok" and child.score == 1.0
+        assert len(archive.agent_calls(seed.id)) == 20 and len(archive.agent_calls(child.id)) == 20
+        assert archive.calls_made() == 1  # agent calls are not mutation calls
+    finally:
+        archive.close()
+    # Mutation prompts went to the mutation server only; the agents' calls to the agent model only.
+    assert len(mutation.requests) == 1 and len(agent.requests) == 40
+
+    shown = json.loads(
+        cli("archive", "candidate", "agents", str(child.id), "--json", archive=archive_dir, check=True).stdout
+    )
+    calls = shown["agent_calls"]
+    assert [c["sample_index"] for c in calls] == list(range(20))
+    assert calls[0]["messages"][0]["content"].endswith("Only the number.") and calls[0]["reply"][
+        0
+    ].startswith("Step")
+    text = cli("archive", "candidate", "agents", str(child.id), archive=archive_dir, check=True).stdout
+    assert "Agent calls (20)" in text and "search:train:0" in text
+    report = cli("archive", "show", "agents", archive=archive_dir, check=True).stdout
+    assert "agent calls (candidates' agents, through the gateway): 40" in report
