@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
 from discovery.app import render, runs
 from discovery.archive import views
@@ -280,10 +281,13 @@ def replay(
             if result.replayed is not None
             else f"{result.status} ({result.failure})"
         )
+        mode = ", on the recorded agent replies" if result.mode == "recorded" else ""
         console.print(
             f"candidate {result.candidate_id}: archived {result.archived:.10g}, replayed {replayed} "
-            f"(tolerance {result.tolerance:g}, sandbox {box.name}): {verdict}"
+            f"(tolerance {result.tolerance:g}, sandbox {box.name}{mode}): {verdict}"
         )
+        for divergence in result.divergences[:20]:
+            console.print(Text(f"  divergence: {divergence}"))
     sys.exit(0 if result.holds else 1)
 
 

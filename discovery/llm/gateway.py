@@ -28,11 +28,12 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from discovery.llm.client import LLMClient, LLMFailure, ModelSpec, estimate_cost
+from discovery.llm.client import LLMClient, LLMFailure, ModelSpec, Reply, estimate_cost
 from discovery.sandbox.base import GATEWAY_MOUNT, Attachment, Mount
 from discovery.task import AgentBudget
 
@@ -58,6 +59,60 @@ class Refusal(Exception):
         self.status = status
         self.kind = kind
         self.close = close
+
+
+@dataclasses.dataclass
+class RecordedReplies:
+    """Replay: answers an agent's calls with the replies archived for them, offline and free.
+
+    Per evaluation and sample index, the calls must come back in the recorded order with the same
+    messages and parameters; any other call is a divergence, refused with 409 and listed.
+    """
+
+    queues: dict[tuple[str, int | None], deque[dict[str, Any]]]
+    divergences: list[str] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def from_calls(cls, calls: list[dict[str, Any]]) -> RecordedReplies:
+        """Index archived agent calls (the answered and the failed ones; refusals recur by themselves)."""
+        queues: dict[tuple[str, int | None], deque[dict[str, Any]]] = {}
+        for call in calls:
+            if call["status"] in ("ok", "error"):
+                queues.setdefault((call["evaluation"], call["sample_index"]), deque()).append(call)
+        return cls(queues)
+
+    def answer(
+        self, evaluation: str, sample: int | None, messages: list[dict[str, str]], params: dict[str, Any]
+    ) -> list[Reply]:
+        """The recorded replies of the next call, or Refusal(409) when this call is not that call."""
+        queue = self.queues.get((evaluation, sample))
+        where = f"{evaluation}, sample {sample}"
+        if not queue:
+            self.divergences.append(f"{where}: an extra call that the recorded run did not make")
+            raise Refusal(409, "replay_divergence", "no recorded call left for this one")
+        recorded = queue[0]
+        same = {k: recorded["params"].get(k) for k in ("temperature", "max_tokens", "n")} == {
+            k: params[k] for k in ("temperature", "max_tokens", "n")
+        }
+        if recorded["messages"] != messages or not same:
+            self.divergences.append(f"{where}: call differs from recorded call #{recorded['id']}")
+            raise Refusal(409, "replay_divergence", f"this call differs from recorded call #{recorded['id']}")
+        queue.popleft()
+        if recorded["status"] != "ok":
+            raise LLMFailure("error", recorded["error"] or "recorded provider error")
+        texts = recorded["reply"] or [""]
+        first = Reply(
+            texts[0], recorded["prompt_tokens"], recorded["completion_tokens"], recorded["cost_usd"], 0.0
+        )
+        return [first] + [Reply(t, 0, 0, None, 0.0) for t in texts[1:]]
+
+    def unused(self) -> list[str]:
+        """Recorded calls the replay never made: also a divergence."""
+        return [
+            f"{ev}, sample {sample}: {len(q)} recorded call(s) not made"
+            for (ev, sample), q in self.queues.items()
+            if q
+        ]
 
 
 @dataclasses.dataclass
@@ -227,6 +282,7 @@ class Gateway:
     record: Recorder
     run_spent: Callable[[], float] = lambda: 0.0
     max_cost: float | None = None
+    replies: RecordedReplies | None = None  # replay mode: answer from the archive, never the model
     _root: Path | None = None
     _reserved_dollars: float = 0.0  # reserved by calls in flight, across sessions, for --max-cost
 
@@ -419,12 +475,7 @@ class Gateway:
             async with session.slots:
                 remaining = session.ledger.deadline - time.monotonic()
                 async with asyncio.timeout(max(0.0, remaining)):
-                    replies = await asyncio.gather(
-                        *(
-                            self.client.request(self.model, messages, None, temperature, max_tokens)
-                            for _ in range(n)
-                        )
-                    )
+                    replies = await self._forward(session, record, messages, temperature, max_tokens, n)
         except TimeoutError:
             self.record(
                 {**record, "status": "error", "error": "the agent's wall time ran out during the call"}
@@ -462,6 +513,30 @@ class Gateway:
             }
         )
         return _completion(self.model.name, texts, prompt_tokens, completion_tokens)
+
+    async def _forward(
+        self,
+        session: Session,
+        record: dict[str, Any],
+        messages: list[dict[str, str]],
+        temperature: float,
+        max_tokens: int,
+        n: int,
+    ) -> list[tuple[Reply, str | None, bool]]:
+        """n completions from the pinned model (n requests at once), or the recorded ones in replay."""
+        if self.replies is not None:
+            params = {"temperature": temperature, "max_tokens": max_tokens, "n": n}
+            try:
+                recorded = self.replies.answer(
+                    session.label["evaluation"], record["sample_index"], messages, params
+                )
+            except Refusal as refusal:
+                self.record({**record, "status": "refused", "error": str(refusal)})
+                raise
+            return [(reply, "stop", False) for reply in recorded]
+        return await asyncio.gather(
+            *(self.client.request(self.model, messages, None, temperature, max_tokens) for _ in range(n))
+        )
 
     def _check_run_cost(self, dollars: float) -> None:
         """The run's --max-cost covers mutation and agent calls together."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 
 import pytest
 from rich.console import Console
@@ -66,3 +67,19 @@ def test_a_math_agent_run_records_agent_calls_apart_from_mutation_calls(
     assert "Agent calls (20)" in text and "search:train:0" in text
     report = cli("archive", "show", "agents", archive=archive_dir, check=True).stdout
     assert "agent calls (candidates' agents, through the gateway): 40" in report
+
+    # Replay on the recorded replies: offline (the agent server gets nothing), exact, and it holds.
+    replayed = cli("replay", "agents", "--best", "--sandbox", "process", "--json", archive=archive_dir)
+    result = json.loads(replayed.stdout)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert result["mode"] == "recorded" and result["holds"] and result["divergences"] == []
+    assert len(agent.requests) == 40
+    # An agent that asks something else than it did is a divergence, and the replay fails.
+    with sqlite3.connect(archive_dir / "agents" / "archive.sqlite") as db:
+        db.execute("UPDATE candidates SET code = replace(code, 'Only the number.', 'Just the number.')")
+    diverged = cli(
+        "replay", "agents", "--candidate", str(child.id), "--sandbox", "process", archive=archive_dir
+    )
+    assert diverged.returncode == 1
+    assert "divergence: search:train:0, sample 0: call differs from recorded call" in diverged.stdout
+    assert len(agent.requests) == 40
