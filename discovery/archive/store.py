@@ -483,12 +483,13 @@ class Archive:
         """Store one call a candidate's agent made through the gateway (before its reply is sent)."""
         with self.transaction():
             cur = self.db.execute(
-                "INSERT INTO agent_calls(candidate_id, evaluation, split, seed, sample_index, started_at, model,"
+                "INSERT INTO agent_calls(candidate_id, evaluation, session, split, seed, sample_index, started_at, model,"
                 " messages, params, reply, status, error, prompt_tokens, completion_tokens, cost_usd, latency_s)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     call.get("candidate_id"),
                     call["evaluation"],
+                    call.get("session", ""),
                     call["split"],
                     call.get("seed"),
                     call.get("sample_index"),

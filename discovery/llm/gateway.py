@@ -74,10 +74,15 @@ class RecordedReplies:
 
     @classmethod
     def from_calls(cls, calls: list[dict[str, Any]]) -> RecordedReplies:
-        """Index archived agent calls (the answered and the failed ones; refusals recur by themselves)."""
+        """Index archived agent calls (the answered and the failed ones; refusals recur by themselves).
+
+        Per evaluation only the last session counts: an evaluation cut off by a killed run and
+        done again on resume left the calls of its first attempt too.
+        """
+        last = {call["evaluation"]: call["session"] for call in sorted(calls, key=lambda c: c["id"])}
         queues: dict[tuple[str, int | None], deque[dict[str, Any]]] = {}
         for call in calls:
-            if call["status"] in ("ok", "error"):
+            if call["status"] in ("ok", "error") and call["session"] == last[call["evaluation"]]:
                 queues.setdefault((call["evaluation"], call["sample_index"]), deque()).append(call)
         return cls(queues)
 
@@ -312,7 +317,8 @@ class Gateway:
     ) -> AsyncIterator[Attachment]:
         """A fresh socket, token and budget for one evaluation; everything is torn down on exit."""
         assert self._root is not None
-        folder = self._root / secrets.token_hex(8)
+        session_id = secrets.token_hex(8)
+        folder = self._root / session_id
         folder.mkdir(mode=0o755)
         folder.chmod(0o755)
         session = Session(
@@ -320,7 +326,13 @@ class Gateway:
             folder=folder,
             ledger=Ledger(budget, time.monotonic() + budget.wall_s),
             slots=asyncio.Semaphore(budget.concurrent),
-            label={"candidate_id": candidate_id, "evaluation": evaluation, "split": split, "seed": seed},
+            label={
+                "candidate_id": candidate_id,
+                "evaluation": evaluation,
+                "session": session_id,
+                "split": split,
+                "seed": seed,
+            },
         )
         path = folder / SOCKET_NAME
         session.server = await asyncio.start_unix_server(

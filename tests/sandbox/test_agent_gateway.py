@@ -20,6 +20,7 @@ from discovery.archive import Archive
 from discovery.llm import LLMClient, ModelSpec
 from discovery.llm.gateway import Gateway
 from discovery.task import AgentBudget, load_task
+from tests.fake_llm import Fail
 from tests.sandbox_fixtures import skeleton_image, skip_backend
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,10 +93,11 @@ def archive(tmp_path: Path):
     arc.close()
 
 
-def gateway_for(server, archive: Archive, **kwargs) -> Gateway:
+def gateway_for(server, archive: Archive, attempts: int = 1, **kwargs) -> Gateway:
     """A gateway pinned to the fake server, with a provider key that must never reach a sandbox."""
     model = ModelSpec("openai/fake", 1.0, server.api_base, api_key=SECRET)
-    return Gateway(LLMClient([model], attempts=1), model, archive.record_agent_call, **kwargs)
+    client = LLMClient([model], attempts=attempts, max_wait_s=0.1)
+    return Gateway(client, model, archive.record_agent_call, **kwargs)
 
 
 def probe_task(tmp_path: Path, calls: int = 50, concurrent: int = 4, wall_s: float = 60):
@@ -392,6 +394,31 @@ def test_another_evaluations_socket_is_out_of_reach(sandbox, archive, fake_llm, 
         # The process backend shares the host's files; the socket still refuses another's token.
         assert seen["result"] == "invalid_token"
     assert server.requests == []
+
+
+def test_a_failing_provider_is_retried_and_a_dead_one_is_a_catchable_error(
+    archive, fake_llm, tmp_path
+) -> None:
+    server = fake_llm([Fail(500), "recovered", Fail(500), Fail(500)], default=Fail(500))
+    task = probe_task(tmp_path)
+    gateway = gateway_for(server, archive, attempts=2)
+    code = probe(
+        """
+        first = llm.chat("hi")
+        try:
+            llm.chat("again")
+            second = "answered"
+        except llm.LLMError as exc:
+            second = [exc.status, exc.kind]
+        return {"first": first, "second": second}
+        """
+    )
+    try:
+        seen = asyncio.run(run_probe(make_sandbox("process"), task, code, gateway))
+    finally:
+        gateway.close()
+    assert seen == {"first": "recovered", "second": [502, "provider_error"]}
+    assert [c["status"] for c in archive.agent_calls()] == ["ok", "error"]
 
 
 def test_the_run_cost_limit_covers_agent_calls(archive, fake_llm, tmp_path) -> None:
