@@ -3,9 +3,14 @@ process sandbox, and the archive commands a user reads an agent's calls with."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 
 import pytest
 from rich.console import Console
@@ -13,8 +18,8 @@ from rich.console import Console
 from discovery.app import runs
 from discovery.archive import Archive
 from discovery.config import ModelConfig, RunConfig
-from tests.cli.test_cli import cli
-from tests.sandbox.test_agent_gateway import MATH_AGENT, math_replier
+from tests.cli.test_cli import cli, cli_env
+from tests.sandbox.test_agent_gateway import MATH_AGENT, ROOT, math_replier
 
 # A child agent the mutation model proposes: asks once, without the chain-of-thought prompt.
 CHILD = '''```python
@@ -83,3 +88,64 @@ def test_a_math_agent_run_records_agent_calls_apart_from_mutation_calls(
     assert diverged.returncode == 1
     assert "divergence: search:train:0, sample 0: call differs from recorded call" in diverged.stdout
     assert len(agent.requests) == 40
+
+
+RUN_SCRIPT = """
+import json, sys
+from rich.console import Console
+from discovery.app import runs
+from discovery.config import RunConfig
+config = RunConfig.model_validate(json.loads(sys.argv[1]))
+runs.start_run(config.task, config, "killed", Console(file=open("/dev/null", "w")))
+"""
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_evaluation_keeps_its_agent_calls_and_resumes(
+    tmp_path, archive_dir, fake_llm
+) -> None:
+    mutation = fake_llm(default=CHILD)
+    agent = fake_llm(default=math_replier(), latency_s=0.15)
+    task = tmp_path / "math_agent"
+    shutil.copytree(MATH_AGENT, task)
+    config = RunConfig(
+        task=str(task),
+        models=[ModelConfig(name="openai/fake", api_base=mutation.api_base)],
+        budget=1,
+        reply_format="block",
+        sandbox="process",
+        agent_model="openai/fake",
+        agent_api_base=agent.api_base,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUN_SCRIPT, config.model_dump_json()], env=cli_env(archive_dir), cwd=ROOT
+    )
+    path = archive_dir / "killed" / "archive.sqlite"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if path.exists():
+            with contextlib.suppress(sqlite3.Error), sqlite3.connect(path) as db:
+                if db.execute("SELECT COUNT(*) FROM agent_calls").fetchone()[0] >= 5:
+                    break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with sqlite3.connect(path) as db:
+        before = db.execute("SELECT id, session, reply FROM agent_calls ORDER BY id").fetchall()
+    assert 5 <= len(before) < 20 and len({row[1] for row in before}) == 1
+
+    cli("resume", "killed", archive=archive_dir, check=True, timeout=300)
+    archive = Archive.open(archive_dir / "killed")
+    try:
+        seed = archive.seed()
+        assert seed.status == "ok" and seed.score == 1.0
+        calls = archive.agent_calls(seed.id)
+        # Nothing recorded before the kill is lost; the evaluation was done again in a new session.
+        assert [(c["id"], c["session"], json.dumps(c["reply"])) for c in calls[: len(before)]] == before
+        assert len(calls) == len(before) + 20 and len({c["session"] for c in calls}) == 2
+    finally:
+        archive.close()
+    replayed = cli(
+        "replay", "killed", "--candidate", str(seed.id), "--sandbox", "process", archive=archive_dir
+    )
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
