@@ -207,6 +207,17 @@ def _parse_head(head: bytes) -> Request:
     return Request(method.upper(), target.split("?", 1)[0], headers)
 
 
+def _content(value: Any) -> str:
+    """A message's text: a string, or OpenAI's list of text parts joined; Refusal otherwise."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in value
+    ):
+        return "".join(p["text"] for p in value)
+    raise Refusal(400, "bad_request", "a message's content must be a string or a list of text parts")
+
+
 def _messages(body: Any) -> list[dict[str, str]]:
     """The request's messages, each {role, content} with string content; Refusal otherwise."""
     if not isinstance(body, dict):
@@ -216,15 +227,12 @@ def _messages(body: Any) -> list[dict[str, str]]:
         raise Refusal(400, "bad_request", "'messages' must be a non-empty list of {role, content}")
     out = []
     for m in messages:
-        if (
-            not isinstance(m, dict)
-            or not isinstance(m.get("role"), str)
-            or not isinstance(m.get("content"), str)
-        ):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise Refusal(400, "bad_request", "each message must be {'role': str, 'content': str}")
-        if m["role"] not in ("system", "user", "assistant"):
+        if m["role"] not in ("system", "user", "assistant", "developer"):
             raise Refusal(400, "bad_request", f"unknown message role {m['role']!r}")
-        out.append({"role": m["role"], "content": m["content"]})
+        role = "system" if m["role"] == "developer" else m["role"]
+        out.append({"role": role, "content": _content(m.get("content"))})
     return out
 
 
@@ -457,7 +465,12 @@ class Gateway:
         budget = session.ledger.budget
         messages = _messages(body)
         temperature = _number(body, "temperature", DEFAULT_TEMPERATURE, 0, 2)
-        max_tokens = int(min(_number(body, "max_tokens", budget.max_tokens, 1, 1e9), budget.max_tokens))
+        asked = (
+            body.get("max_completion_tokens") if body.get("max_tokens") is None else body.get("max_tokens")
+        )
+        max_tokens = int(
+            min(_number({"max_tokens": asked}, "max_tokens", budget.max_tokens, 1, 1e9), budget.max_tokens)
+        )
         n = int(_number(body, "n", 1, 1, budget.max_n))
         sample = request.headers.get(SAMPLE_HEADER)
         record = {
