@@ -403,6 +403,10 @@ class Gateway:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:
+            # Only _end cancels these; ending quietly keeps asyncio's stream callback (which calls
+            # task.exception() on Python 3.11) from logging a cancelled task as an error.
+            return
         finally:
             session.tasks.discard(task)
             session.writers.discard(writer)

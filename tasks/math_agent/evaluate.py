@@ -8,7 +8,9 @@ last number in it equals the exact integer answer. A question whose forward() ra
 budget) or returns no number counts as wrong.
 
 Score: accuracy (maximised). Metrics: correct, errors and a 95 % percentile-bootstrap interval of
-the accuracy (2000 resamples, seeded), so a gain can be read against its noise.
+the accuracy (2000 resamples, seeded), so a gain can be read against its noise. Running out of
+time (a slow model) scores the questions answered so far; an agent that raises on every question
+is a failure, with its traceback.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def _time_budget_s() -> float:
 def evaluate(candidate_path, split="train", seed=0, stage=None):
     problems = make_problems(split, seed, stage)
     deadline = time.monotonic() + _time_budget_s()
-    correct, errors, first_error, shown = [], 0, None, []
+    correct, errors, crashes, first_error, shown = [], 0, 0, None, []
     with CandidateProcess(candidate_path, timeout_s=30, import_harness=True) as proc:
         for index, problem in enumerate(problems):
             proc.call_env = {"DISCOVERY_LLM_SAMPLE": str(index)}
@@ -75,9 +77,10 @@ def evaluate(candidate_path, split="train", seed=0, stage=None):
                 try:
                     answer = proc.call("forward", problem.question, timeout_s=left)
                 except CandidateTimeout as exc:
-                    error = str(exc)
+                    error = str(exc)  # out of time: this and the remaining questions count as wrong
                 except CandidateError as exc:
                     error = str(exc)
+                    crashes += 1
             if error is not None:
                 errors += 1
                 first_error = first_error or error
@@ -85,8 +88,9 @@ def evaluate(candidate_path, split="train", seed=0, stage=None):
             correct.append(int(value is not None and value == problem.answer))
             if len(shown) < 3 and not correct[-1]:
                 shown.append(f"Q: {problem.question}\n  expected {problem.answer}, got {str(answer)[:200]!r}")
-    if errors == len(problems):
-        raise CandidateError(f"forward() failed on every question; the first failure: {first_error}")
+    if crashes == len(problems):
+        # A broken agent (not a slow one): a failure with its traceback, so a repair can see it.
+        raise CandidateError(f"forward() raised on every question; the first failure: {first_error}")
     low, high = bootstrap_interval(correct, seed)
     accuracy = sum(correct) / len(correct)
     feedback = (

@@ -17,7 +17,7 @@ def forward(question: str) -> str:
             },
         ],
         temperature=0.0,
-        max_tokens=512,
+        max_tokens=384,
     )
     found = re.findall(r"Answer:\s*\$?(-?[\d,]+(?:\.\d+)?)", reply)
     return found[-1] if found else reply
