@@ -47,6 +47,7 @@ CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 MAX_HEAD_BYTES = 16 * 1024
 MESSAGE_OVERHEAD_TOKENS = 8  # role and separators a chat template adds per message
 DEFAULT_TEMPERATURE = 0.7
+BODY_GRACE_S = 5.0
 
 Recorder = Callable[[dict[str, Any]], Any]
 
@@ -433,7 +434,12 @@ class Gateway:
         if request.method == "GET" and request.path in ("/v1/models", "/models"):
             return {"object": "list", "data": [{"id": self.model.name, "object": "model"}]}
         if request.method == "GET" and request.path == "/v1/budget":
-            return {"spent": session.ledger.summary(), "budget": session.ledger.budget.model_dump()}
+            left = max(0.0, session.ledger.deadline - time.monotonic())
+            return {
+                "spent": session.ledger.summary(),
+                "budget": session.ledger.budget.model_dump(),
+                "wall_s_left": left,
+            }
         if request.method != "POST" or request.path not in CHAT_PATHS:
             raise Refusal(404, "not_found", f"no route {request.method} {request.path}")
         try:
@@ -459,7 +465,8 @@ class Gateway:
                 413, "prompt_too_large", f"request of {length} bytes; the limit is {limit}", close=True
             )
         try:
-            async with asyncio.timeout(max(0.0, session.ledger.deadline - time.monotonic())):
+            # A grace past the wall time, so a late call gets its refusal instead of a broken pipe.
+            async with asyncio.timeout(max(0.0, session.ledger.deadline - time.monotonic()) + BODY_GRACE_S):
                 return await reader.readexactly(length)
         except TimeoutError:
             raise Refusal(403, "wall_time_exceeded", "the agent's wall time ran out", close=True) from None

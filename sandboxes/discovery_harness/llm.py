@@ -111,5 +111,5 @@ def chat(
 
 
 def budget() -> dict:
-    """What this evaluation has spent and its limits: {'spent': {...}, 'budget': {...}}."""
+    """What this evaluation has spent, its limits and the seconds left: {'spent', 'budget', 'wall_s_left'}."""
     return request("GET", "/v1/budget")
