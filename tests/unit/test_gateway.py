@@ -143,3 +143,38 @@ def test_the_harness_client_works_from_the_host(session, monkeypatch) -> None:
     replies, spent = run(check)
     assert replies == ["fine"] * 3 and spent["agent_calls"] == 3
     assert archive.agent_calls()[0]["sample_index"] == 4
+
+
+def test_token_reservations_stop_concurrent_calls_from_overshooting(tmp_path, fake_llm) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = fake_llm(default="short reply", latency_s=0.5)
+    archive = Archive.create(tmp_path / "run", {"task": "t"})
+    model = ModelSpec("openai/fake", 1.0, server.api_base, api_key="sk-x")
+    # Each call reserves its prompt bytes + 8 + max_tokens = 2 + 8 + 100 = 110 of 300 tokens.
+    budget = AgentBudget(tokens=300, max_tokens=100, concurrent=8)
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+
+    def check(path, token):
+        with ThreadPoolExecutor(4) as pool:
+            first = sorted(s for s, _ in pool.map(lambda _: post(path, token, body), range(4)))
+        # Settled to the real usage (a few tokens each), the budget has room again.
+        return first, post(path, token, body)[0]
+
+    async def scenario():
+        gateway = Gateway(LLMClient([model], attempts=1), model, archive.record_agent_call)
+        try:
+            async with gateway.session(budget, None, "search:train:0", "train", 0) as att:
+                path = str(att.mount.host / SOCKET_NAME)
+                return await asyncio.to_thread(check, path, att.env["DISCOVERY_LLM_TOKEN"])
+        finally:
+            gateway.close()
+
+    try:
+        first, later = asyncio.run(scenario())
+        assert first == [200, 200, 403, 403] and later == 200
+        assert len(server.requests) == 3
+        ok = [c for c in archive.agent_calls() if c["status"] == "ok"]
+        assert sum(c["prompt_tokens"] + c["completion_tokens"] for c in ok) <= 300
+    finally:
+        archive.close()
