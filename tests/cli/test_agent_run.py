@@ -149,3 +149,53 @@ def test_a_run_killed_mid_evaluation_keeps_its_agent_calls_and_resumes(
         "replay", "killed", "--candidate", str(seed.id), "--sandbox", "process", archive=archive_dir
     )
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+
+
+def all_answers() -> dict[str, int]:
+    """Questions to answers for the train split (seed 0) and the held-out seeds the gate uses."""
+    sys.path.insert(0, str(MATH_AGENT))
+    try:
+        from problems import make_problems
+    finally:
+        sys.path.remove(str(MATH_AGENT))
+    splits = [("train", 0)] + [("heldout", 1000 + k) for k in range(6)]
+    return {p.question: p.answer for split, seed in splits for p in make_problems(split, seed)}
+
+
+@pytest.mark.slow
+def test_a_better_agent_passes_the_gate_on_held_out_questions(tmp_path, archive_dir, fake_llm) -> None:
+    answers = all_answers()
+
+    def reply(body: dict) -> str:
+        # Right only when asked for the number alone: the seed's chain-of-thought prompt gets it wrong.
+        text = body["messages"][-1]["content"]
+        question, _, ask = text.partition("\n\n")
+        return str(answers[question]) if ask == "Only the number." else "Answer: -1"
+
+    mutation = fake_llm(default=CHILD)
+    agent = fake_llm(default=reply)
+    task = tmp_path / "math_agent"
+    shutil.copytree(MATH_AGENT, task)
+    config = RunConfig(
+        task=str(task),
+        models=[ModelConfig(name="openai/fake", api_base=mutation.api_base)],
+        budget=1,
+        reply_format="block",
+        sandbox="process",
+        agent_model="openai/fake",
+        agent_api_base=agent.api_base,
+    )
+    runs.start_run(str(task), config, "gated", Console(file=open("/dev/null", "w")))
+    archive = Archive.open(archive_dir / "gated")
+    try:
+        seed, child = archive.candidates()
+        assert (seed.score, child.score) == (0.0, 1.0)
+        (gate,) = archive.promotions()
+        assert gate["promoted"] and gate["split"] == "heldout"
+        assert gate["champion_scores"] == [0.0] * 6 and gate["challenger_scores"] == [1.0] * 6
+        assert archive.champion_id() == child.id
+        held_out = {c["evaluation"] for c in archive.agent_calls(child.id) if c["split"] == "heldout"}
+        assert held_out == {f"gate:heldout:{1000 + k}" for k in range(6)}
+        assert len(archive.agent_calls(seed.id)) == 20 + 6 * 40
+    finally:
+        archive.close()
