@@ -310,6 +310,27 @@ def export(run: str, best: bool, candidate_id: int | None, output: str) -> None:
         archived.close()
     Path(output).write_text(candidate.code)
     console.print(f"wrote candidate {candidate.id} (score {candidate.score}) to {output}")
+    if "discovery_harness import llm" in candidate.code:
+        _export_agent_client(Path(output).resolve().parent)
+
+
+def _export_agent_client(folder: Path) -> None:
+    """Write discovery_harness/llm.py beside an exported agent, so it runs without discovery."""
+    from discovery.sandbox.hostpaths import sandboxes_dir
+
+    package = folder / "discovery_harness"
+    if (package / "candidate.py").exists():
+        raise UserError(f"{package} holds the full harness already; export the agent to another folder")
+    package.mkdir(exist_ok=True)
+    (package / "__init__.py").write_text(
+        '"""The agent client of discovery, for agents run on their own."""\n'
+    )
+    (package / "llm.py").write_text((sandboxes_dir() / "discovery_harness" / "llm.py").read_text())
+    console.print(
+        f"wrote the agent client to {package}/; run the agent against any OpenAI-compatible endpoint with "
+        "DISCOVERY_LLM_BASE_URL (e.g. https://api.openai.com/v1), DISCOVERY_LLM_MODEL and DISCOVERY_LLM_API_KEY",
+        markup=False,
+    )
 
 
 # ----- tasks / sandbox --------------------------------------------------------------------------

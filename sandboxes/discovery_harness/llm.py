@@ -10,6 +10,11 @@ Standard library only. The socket path and this evaluation's token come from the
 Over budget, past the wall time, or with a bad request, chat() raises LLMError (BudgetExceeded
 for the budget and wall time), which an agent may catch. The model is the run's: a request cannot
 choose another. The same socket speaks OpenAI's /v1/chat/completions (see README, "Agent tasks").
+
+Outside discovery (an agent written out by `discovery export`), with no socket set, the client
+calls any OpenAI-compatible endpoint directly: $DISCOVERY_LLM_BASE_URL (e.g.
+https://api.openai.com/v1), $DISCOVERY_LLM_MODEL and $DISCOVERY_LLM_API_KEY. A sandbox never has
+these, and has no network.
 """
 
 from __future__ import annotations
@@ -18,9 +23,13 @@ import http.client
 import json
 import os
 import socket
+import urllib.parse
 
 ENV_SOCKET = "DISCOVERY_LLM_SOCKET"
 ENV_TOKEN = "DISCOVERY_LLM_TOKEN"
+ENV_BASE_URL = "DISCOVERY_LLM_BASE_URL"  # standalone use only (see the module docstring)
+ENV_MODEL = "DISCOVERY_LLM_MODEL"
+ENV_API_KEY = "DISCOVERY_LLM_API_KEY"
 # Set by the evaluator around each sample (CandidateProcess.call(..., env=...)); recorded with each call.
 ENV_SAMPLE = "DISCOVERY_LLM_SAMPLE"
 TIMEOUT_S = 600.0
@@ -54,23 +63,44 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 
 def available() -> bool:
-    """Whether this process can reach a gateway (it runs inside an agent task's evaluation)."""
-    return bool(os.environ.get(ENV_SOCKET) and os.environ.get(ENV_TOKEN))
+    """Whether this process can reach a model: a gateway (inside an evaluation) or a direct endpoint."""
+    return bool(os.environ.get(ENV_SOCKET) and os.environ.get(ENV_TOKEN)) or bool(
+        os.environ.get(ENV_BASE_URL)
+    )
+
+
+def _connection() -> tuple[http.client.HTTPConnection, str, str]:
+    """The connection, the path prefix and the bearer token: the gateway's socket, else a direct endpoint."""
+    if os.environ.get(ENV_SOCKET):
+        return UnixHTTPConnection(os.environ[ENV_SOCKET]), "", os.environ.get(ENV_TOKEN, "")
+    url = urllib.parse.urlsplit(os.environ[ENV_BASE_URL])
+    cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    prefix = url.path.rstrip("/")
+    if prefix.endswith("/v1"):
+        prefix = prefix[: -len("/v1")]
+    return cls(url.hostname, url.port, timeout=TIMEOUT_S), prefix, os.environ.get(ENV_API_KEY, "")
 
 
 def request(method: str, path: str, body: dict | None = None) -> dict:
-    """One request to the gateway; returns the JSON reply or raises LLMError."""
+    """One request to the gateway (or the direct endpoint); returns the JSON reply or raises LLMError."""
     if not available():
-        raise LLMError(0, "no_gateway", f"${ENV_SOCKET} is not set: this is not an agent task's evaluation")
+        raise LLMError(
+            0,
+            "no_gateway",
+            f"${ENV_SOCKET} is not set: not an agent task's evaluation (outside discovery, set ${ENV_BASE_URL},"
+            f" ${ENV_MODEL} and ${ENV_API_KEY})",
+        )
+    if body is not None and not os.environ.get(ENV_SOCKET) and os.environ.get(ENV_MODEL):
+        body = {**body, "model": os.environ[ENV_MODEL]}  # the gateway pins the model; an endpoint needs one
     data = json.dumps(body).encode() if body is not None else None
-    headers = {"Authorization": "Bearer " + os.environ[ENV_TOKEN], "Content-Type": "application/json"}
+    conn, prefix, token = _connection()
+    headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
     sample = os.environ.get(ENV_SAMPLE)
     if sample:
         headers["X-Discovery-Sample"] = sample
-    conn = UnixHTTPConnection(os.environ[ENV_SOCKET])
     try:
         try:
-            conn.request(method, path, body=data, headers=headers)
+            conn.request(method, prefix + path, body=data, headers=headers)
             response = conn.getresponse()
             raw = response.read()
         except (OSError, http.client.HTTPException) as exc:

@@ -73,12 +73,49 @@ def test_a_math_agent_run_records_agent_calls_apart_from_mutation_calls(
     report = cli("archive", "show", "agents", archive=archive_dir, check=True).stdout
     assert "agent calls (candidates' agents, through the gateway): 40" in report
 
+    # Exported, the agent runs on its own against any OpenAI-compatible endpoint.
+    out = tmp_path / "exported"
+    out.mkdir()
+    cli(
+        "export",
+        "agents",
+        "--candidate",
+        str(child.id),
+        "-o",
+        str(out / "agent.py"),
+        archive=archive_dir,
+        check=True,
+    )
+    question = first_train_question()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DISCOVERY_LLM_BASE_URL": agent.api_base,
+        "DISCOVERY_LLM_MODEL": "fake",
+        "DISCOVERY_LLM_API_KEY": "sk-outside",
+    }
+    standalone = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            f"import sys; sys.path.insert(0, '.'); import agent; print(agent.forward({question!r}))",
+        ],
+        cwd=out,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert standalone.returncode == 0, standalone.stderr
+    assert standalone.stdout.strip().endswith(f"Answer: {first_train_answer()}")
+    assert len(agent.requests) == 41 and agent.requests[-1]["model"] == "fake"
+
     # Replay on the recorded replies: offline (the agent server gets nothing), exact, and it holds.
     replayed = cli("replay", "agents", "--best", "--sandbox", "process", "--json", archive=archive_dir)
     result = json.loads(replayed.stdout)
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert result["mode"] == "recorded" and result["holds"] and result["divergences"] == []
-    assert len(agent.requests) == 40
+    assert len(agent.requests) == 41
     # An agent that asks something else than it did is a divergence, and the replay fails.
     with sqlite3.connect(archive_dir / "agents" / "archive.sqlite") as db:
         db.execute("UPDATE candidates SET code = replace(code, 'Only the number.', 'Just the number.')")
@@ -87,7 +124,26 @@ def test_a_math_agent_run_records_agent_calls_apart_from_mutation_calls(
     )
     assert diverged.returncode == 1
     assert "divergence: search:train:0, sample 0: call differs from recorded call" in diverged.stdout
-    assert len(agent.requests) == 40
+    assert len(agent.requests) == 41
+
+
+def first_train_question() -> str:
+    """The first train question (seed 0)."""
+    return all_answers_train()[0][0]
+
+
+def first_train_answer() -> int:
+    """Its answer."""
+    return all_answers_train()[0][1]
+
+
+def all_answers_train() -> list[tuple[str, int]]:
+    sys.path.insert(0, str(MATH_AGENT))
+    try:
+        from problems import make_problems
+    finally:
+        sys.path.remove(str(MATH_AGENT))
+    return [(p.question, p.answer) for p in make_problems("train", 0)]
 
 
 RUN_SCRIPT = """
