@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -239,6 +240,9 @@ def archive_diff(run: str, a: int, b: int, as_json: bool) -> None:
     help="Backend (default: the run's).",
 )
 @click.option("--tolerance", type=float, help="Allowed |archived - replayed| (default: the task's).")
+@click.option("--live", is_flag=True, help="Agents: call a model now instead of the recorded replies.")
+@click.option("--agent-model", help="With --live: the model to call (default: the run's agent model).")
+@click.option("--agent-api-base", help="With --live: base URL of that model's server.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def replay(
     run: str,
@@ -247,6 +251,9 @@ def replay(
     best: bool,
     sandbox: str | None,
     tolerance: float | None,
+    live: bool,
+    agent_model: str | None,
+    agent_api_base: str | None,
     as_json: bool,
 ) -> None:
     """Re-evaluate a candidate fresh in a sandbox; exit 1 when its score does not hold."""
@@ -266,10 +273,21 @@ def replay(
     if champion:
         candidate_id = archived.champion_id()
     archived.close()
-    backend = sandbox or RunConfig.model_validate(meta["config"]).sandbox
-    box = make_sandbox(backend, image=load_task(meta["task_path"]).spec.image, run_id=run_dir.name)
+    if (agent_model or agent_api_base) and not live:
+        raise UserError("--agent-model and --agent-api-base go with --live")
+    config = RunConfig.model_validate(meta["config"])
+    task = load_task(meta["task_path"])
+    if live and not task.is_agent:
+        raise UserError(f"--live replays agents; task {task.name} has no [agent] table")
+    box = make_sandbox(sandbox or config.sandbox, image=task.spec.image, run_id=run_dir.name)
     try:
-        result = do_replay(run_dir, candidate_id, box, tolerance)
+        with contextlib.ExitStack() as stack:
+            model = None
+            if live:
+                name = agent_model or config.agent_model
+                base = agent_api_base if agent_model else (agent_api_base or config.agent_api_base)
+                model = runs.agent_model_spec(name, base, stack, console)
+            result = do_replay(run_dir, candidate_id, box, tolerance, live=model)
     finally:
         box.close()
     if as_json:
@@ -281,7 +299,11 @@ def replay(
             if result.replayed is not None
             else f"{result.status} ({result.failure})"
         )
-        mode = ", on the recorded agent replies" if result.mode == "recorded" else ""
+        mode = {"recorded": ", on the recorded agent replies", "live": ", agent calling a model now"}.get(
+            result.mode, ""
+        )
+        if result.interval is not None:
+            replayed += f" (95% interval {result.interval[0]:.4g}-{result.interval[1]:.4g})"
         console.print(
             f"candidate {result.candidate_id}: archived {result.archived:.10g}, replayed {replayed} "
             f"(tolerance {result.tolerance:g}, sandbox {box.name}{mode}): {verdict}"

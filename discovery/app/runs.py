@@ -74,6 +74,25 @@ def model_endpoints(models: list[ModelConfig], console: Console) -> Iterator[lis
         yield [ModelSpec(f"openai/{server.model_name}", 1.0, server.api_base, api_key="local")]
 
 
+def agent_model_spec(
+    name: str,
+    api_base: str | None,
+    stack: contextlib.ExitStack,
+    console: Console,
+    local: ModelSpec | None = None,
+) -> ModelSpec:
+    """The agent model, ready to call: checked for keys, or the embedded server (`local`, shared if running)."""
+    if name != LOCAL_MODEL:
+        return ready_specs([ModelSpec(name, 1.0, api_base)])[0]
+    if local is not None:
+        return local  # the embedded server the mutation calls already use
+    from discovery.llm.local.server import LocalModelServer
+
+    console.print("[yellow]Agents call the embedded local model SmolLM2-135M (--agent-model local).[/yellow]")
+    server = stack.enter_context(LocalModelServer())
+    return ModelSpec(f"openai/{server.model_name}", 1.0, server.api_base, api_key="local")
+
+
 @contextlib.contextmanager
 def agent_gateway(
     config: RunConfig, task: Task, archive: Archive, specs: list[ModelSpec], console: Console
@@ -83,18 +102,8 @@ def agent_gateway(
         yield None
         return
     with contextlib.ExitStack() as stack:
-        if config.agent_model != LOCAL_MODEL:
-            model = ready_specs([ModelSpec(config.agent_model, 1.0, config.agent_api_base)])[0]
-        elif any(m.name == LOCAL_MODEL for m in config.models):
-            model = specs[0]  # the embedded server the mutation calls already use
-        else:
-            from discovery.llm.local.server import LocalModelServer
-
-            console.print(
-                "[yellow]Agents call the embedded local model SmolLM2-135M (--agent-model local).[/yellow]"
-            )
-            server = stack.enter_context(LocalModelServer())
-            model = ModelSpec(f"openai/{server.model_name}", 1.0, server.api_base, api_key="local")
+        shared = specs[0] if any(m.name == LOCAL_MODEL for m in config.models) else None
+        model = agent_model_spec(config.agent_model, config.agent_api_base, stack, console, shared)
         # Agents' sampling settings come with each request; timeouts and retries are the run's.
         client = LLMClient([model], timeout_s=config.llm_timeout_s)
         gateway = Gateway(

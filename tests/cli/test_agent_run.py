@@ -126,6 +126,45 @@ def test_a_math_agent_run_records_agent_calls_apart_from_mutation_calls(
     assert "divergence: search:train:0, sample 0: call differs from recorded call" in diverged.stdout
     assert len(agent.requests) == 41
 
+    # Live: the (changed) agent calls the run's agent model now, or another one; calls are recorded.
+    live = cli(
+        "replay",
+        "agents",
+        "--candidate",
+        str(child.id),
+        "--live",
+        "--sandbox",
+        "process",
+        "--json",
+        archive=archive_dir,
+    )
+    result = json.loads(live.stdout)
+    assert live.returncode == 0 and result["mode"] == "live" and result["replayed"] == 1.0
+    assert result["interval"] == [1.0, 1.0] and len(agent.requests) == 61
+    other = fake_llm(default="Answer: -1")
+    args = (
+        "--live",
+        "--agent-model",
+        "openai/other",
+        "--agent-api-base",
+        other.api_base,
+        "--sandbox",
+        "process",
+    )
+    worse = cli("replay", "agents", "--candidate", str(child.id), *args, archive=archive_dir)
+    assert (
+        worse.returncode == 1
+        and "replayed 0 (95% interval 0-0)" in worse.stdout
+        and "does NOT hold" in worse.stdout
+    )
+    assert len(other.requests) == 20 and {r["model"] for r in other.requests} == {"other"}
+    archive = Archive.open(archive_dir / "agents")
+    try:
+        replay_calls = [c for c in archive.agent_calls(child.id) if c["evaluation"] == "replay:train:0"]
+        assert [c["model"] for c in replay_calls] == ["openai/fake"] * 20 + ["openai/other"] * 20
+    finally:
+        archive.close()
+
 
 def first_train_question() -> str:
     """The first train question (seed 0)."""
