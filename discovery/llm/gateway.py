@@ -23,6 +23,7 @@ import dataclasses
 import hmac
 import json
 import logging
+import os
 import secrets
 import shutil
 import tempfile
@@ -49,7 +50,32 @@ MESSAGE_OVERHEAD_TOKENS = 8  # role and separators a chat template adds per mess
 DEFAULT_TEMPERATURE = 0.7
 BODY_GRACE_S = 5.0
 
+ROOT_PREFIX = "discovery-gw-"
+
 Recorder = Callable[[dict[str, Any]], Any]
+
+
+def remove_stale_roots() -> int:
+    """Remove the socket folders of gateways whose process is gone (a run killed with kill -9)."""
+    removed = 0
+    for folder in Path(tempfile.gettempdir()).glob(f"{ROOT_PREFIX}*-*"):
+        pid = folder.name[len(ROOT_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Refusal(Exception):
@@ -301,8 +327,10 @@ class Gateway:
     _reserved_dollars: float = 0.0  # reserved by calls in flight, across sessions, for --max-cost
 
     def __post_init__(self) -> None:
-        # Short path: a Unix socket path must fit in 108 bytes.
-        self._root = Path(tempfile.mkdtemp(prefix="discovery-gw-"))
+        remove_stale_roots()
+        # Short path: a Unix socket path must fit in 108 bytes. The pid lets a later run tidy up
+        # after a killed one.
+        self._root = Path(tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{os.getpid()}-"))
         self._root.chmod(0o711)  # sandboxes (uid 65534) may traverse it, nobody may list it
 
     def close(self) -> None:

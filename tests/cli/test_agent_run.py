@@ -10,7 +10,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -229,7 +231,10 @@ def test_a_run_killed_mid_evaluation_keeps_its_agent_calls_and_resumes(
         before = db.execute("SELECT id, session, reply FROM agent_calls ORDER BY id").fetchall()
     assert 5 <= len(before) < 20 and len({row[1] for row in before}) == 1
 
+    killed_roots = f"discovery-gw-{proc.pid}-*"
+    assert list(Path(tempfile.gettempdir()).glob(killed_roots))  # left behind by the kill
     cli("resume", "killed", archive=archive_dir, check=True, timeout=300)
+    assert not list(Path(tempfile.gettempdir()).glob(killed_roots))  # tidied by the resumed run's gateway
     archive = Archive.open(archive_dir / "killed")
     try:
         seed = archive.seed()

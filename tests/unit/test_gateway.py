@@ -178,3 +178,26 @@ def test_token_reservations_stop_concurrent_calls_from_overshooting(tmp_path, fa
         assert sum(c["prompt_tokens"] + c["completion_tokens"] for c in ok) <= 300
     finally:
         archive.close()
+
+
+def test_socket_folders_of_a_killed_run_are_removed_by_the_next_gateway(tmp_path, monkeypatch) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = tmp_path / f"discovery-gw-{dead.stdout.strip()}-abc"
+    live = tmp_path / "discovery-gw-1-abc"  # pid 1 is alive
+    for folder in (stale, live):
+        (folder / "session").mkdir(parents=True)
+    model = ModelSpec("openai/fake", 1.0, "http://127.0.0.1:9/v1")
+    gateway = Gateway(LLMClient([model]), model, lambda call: None)
+    try:
+        assert not stale.exists() and live.exists()
+        assert gateway._root.parent == tmp_path and gateway._root.exists()
+    finally:
+        gateway.close()
+    assert not gateway._root.exists()
