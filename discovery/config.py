@@ -117,6 +117,13 @@ class RunConfig(BaseModel):
     promotion_alpha: float = Field(
         default=0.05, gt=0, lt=1, description="significance level of the promotion gate"
     )
+    # --- agent tasks (tasks with an [agent] table; see README, "Agent tasks") ---
+    agent_model: str = Field(
+        default="local",
+        min_length=1,
+        description="litellm model the candidates' agents call through the gateway ('local': the embedded model)",
+    )
+    agent_api_base: str | None = Field(default=None, description="base URL of the agent model's server")
 
     @model_validator(mode="before")
     @classmethod

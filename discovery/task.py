@@ -53,6 +53,26 @@ class Evaluation(BaseModel):
     deterministic: bool = False
 
 
+class AgentBudget(BaseModel):
+    """What one evaluation of an agent may spend through the LLM gateway (the `[agent]` table).
+
+    A task with this table is an agent task: each evaluation gets its own gateway socket, token
+    and a fresh copy of this budget; the gateway refuses any call that would go past it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    calls: int = Field(default=200, ge=1, le=100_000, description="chat requests (n=k counts k)")
+    tokens: int = Field(default=200_000, ge=1, description="prompt + completion tokens")
+    dollars: float = Field(default=0.50, ge=0, description="USD, as litellm prices the agent model")
+    concurrent: int = Field(default=4, ge=1, le=64, description="calls in flight at once")
+    prompt_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024, description="request body")
+    wall_s: float = Field(default=300.0, gt=0, description="seconds from the sandbox's start")
+    max_tokens: int = Field(
+        default=1024, ge=1, description="completion tokens per call (larger asks are capped)"
+    )
+    max_n: int = Field(default=8, ge=1, le=64, description="completions per request")
+
+
 class TaskSpec(BaseModel):
     """The contents of task.toml."""
 
@@ -64,6 +84,8 @@ class TaskSpec(BaseModel):
     objective: Objective = Objective()
     resources: Resources = Resources()
     evaluation: Evaluation = Evaluation()
+    # Present only for agent tasks: candidates that call an LLM through the run's gateway.
+    agent: AgentBudget | None = None
 
     @field_validator("candidate")
     @classmethod
@@ -94,6 +116,11 @@ class Task(BaseModel):
     @property
     def maximize(self) -> bool:
         return self.spec.objective.direction == "maximize"
+
+    @property
+    def is_agent(self) -> bool:
+        """Whether candidates call an LLM (the task declares an `[agent]` budget)."""
+        return self.spec.agent is not None
 
     def fitness(self, score: float) -> float:
         """Higher is better, whatever the direction."""

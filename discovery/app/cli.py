@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
 from discovery.app import options, render, runs
 from discovery.app.exits import ExitCode
@@ -232,6 +234,9 @@ def archive_diff(run: str, a: int, b: int, as_json: bool) -> None:
     type=click.FloatRange(min=0),
     help="Allowed |archived - replayed| (default: the task's).",
 )
+@click.option("--live", is_flag=True, help="Agents: call a model now instead of the recorded replies.")
+@click.option("--agent-model", help="With --live: the model to call (default: the run's agent model).")
+@click.option("--agent-api-base", help="With --live: base URL of that model's server.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def replay(
     run: str,
@@ -240,6 +245,9 @@ def replay(
     best: bool,
     sandbox: str | None,
     tolerance: float | None,
+    live: bool,
+    agent_model: str | None,
+    agent_api_base: str | None,
     as_json: bool,
 ) -> None:
     """Re-evaluate a candidate fresh in a sandbox; exit 1 when its score does not hold."""
@@ -261,10 +269,21 @@ def replay(
             candidate_id = archived.champion_id()
     finally:
         archived.close()
-    backend = sandbox or RunConfig.model_validate(meta["config"]).sandbox
-    box = make_sandbox(backend, image=load_task(meta["task_path"]).spec.image, run_id=run_dir.name)
+    if (agent_model or agent_api_base) and not live:
+        raise UserError("--agent-model and --agent-api-base go with --live")
+    config = RunConfig.model_validate(meta["config"])
+    task = load_task(meta["task_path"])
+    if live and not task.is_agent:
+        raise UserError(f"--live replays agents; task {task.name} has no [agent] table")
+    box = make_sandbox(sandbox or config.sandbox, image=task.spec.image, run_id=run_dir.name)
     try:
-        result = do_replay(run_dir, candidate_id, box, tolerance)
+        with contextlib.ExitStack() as stack:
+            model = None
+            if live:
+                name = agent_model or config.agent_model
+                base = agent_api_base if agent_model else (agent_api_base or config.agent_api_base)
+                model = runs.agent_model_spec(name, base, stack, console)
+            result = do_replay(run_dir, candidate_id, box, tolerance, live=model)
     finally:
         box.close()
     if as_json:
@@ -276,10 +295,17 @@ def replay(
             if result.replayed is not None
             else f"{result.status} ({result.failure})"
         )
+        mode = {"recorded": ", on the recorded agent replies", "live": ", agent calling a model now"}.get(
+            result.mode, ""
+        )
+        if result.interval is not None:
+            replayed += f" (95% interval {result.interval[0]:.4g}-{result.interval[1]:.4g})"
         console.print(
             f"candidate {result.candidate_id}: archived {result.archived:.10g}, replayed {replayed} "
-            f"(tolerance {result.tolerance:g}, sandbox {box.name}): {verdict}"
+            f"(tolerance {result.tolerance:g}, sandbox {box.name}{mode}): {verdict}"
         )
+        for divergence in result.divergences[:20]:
+            console.print(Text(f"  divergence: {divergence}"))
     sys.exit(ExitCode.OK if result.holds else ExitCode.FAILED_CHECK)
 
 
@@ -308,6 +334,27 @@ def export(run: str, best: bool, candidate_id: int | None, output: str) -> None:
     except OSError as exc:
         raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
     console.print(f"wrote candidate {candidate.id} (score {candidate.score}) to {output}")
+    if "discovery_harness import llm" in candidate.code:
+        _export_agent_client(Path(output).resolve().parent)
+
+
+def _export_agent_client(folder: Path) -> None:
+    """Write discovery_harness/llm.py beside an exported agent, so it runs without discovery."""
+    from discovery.sandbox.hostpaths import sandboxes_dir
+
+    package = folder / "discovery_harness"
+    if (package / "candidate.py").exists():
+        raise UserError(f"{package} holds the full harness already; export the agent to another folder")
+    package.mkdir(exist_ok=True)
+    (package / "__init__.py").write_text(
+        '"""The agent client of discovery, for agents run on their own."""\n'
+    )
+    (package / "llm.py").write_text((sandboxes_dir() / "discovery_harness" / "llm.py").read_text())
+    console.print(
+        f"wrote the agent client to {package}/; run the agent against any OpenAI-compatible endpoint with "
+        "DISCOVERY_LLM_BASE_URL (e.g. https://api.openai.com/v1), DISCOVERY_LLM_MODEL and DISCOVERY_LLM_API_KEY",
+        markup=False,
+    )
 
 
 # ----- tasks / sandbox --------------------------------------------------------------------------

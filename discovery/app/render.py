@@ -75,6 +75,13 @@ def print_run(report: dict[str, Any], console: Console) -> None:
             fmt(m["mean_latency_s"]),
         )
     console.print(models)
+    agent = report.get("agent") or {}
+    if agent.get("calls"):
+        console.print(
+            f"agent calls (candidates' agents, through the gateway): {agent['calls']} "
+            f"({agent['not_ok']} refused or failed), tokens {agent['prompt_tokens']}+{agent['completion_tokens']}, "
+            f"cost ${agent['cost_usd']:.4f}; mutation calls cost ${report['mutation_cost_usd']:.4f}"
+        )
     if report["promotions"]:
         gates = Table(title="Promotion gate (held-out repeats; champion history)")
         for column in (
@@ -142,6 +149,29 @@ def print_candidate(report: dict[str, Any], console: Console) -> None:
         else:
             style = "red" if title == "failure" else "none"
             console.print(Panel(Text(text), title=title, border_style=style))
+    if report.get("agent_calls"):
+        print_agent_calls(report["agent_calls"], console)
+
+
+def print_agent_calls(calls: list[dict[str, Any]], console: Console, text_chars: int = 300) -> None:
+    """The calls a candidate's agent made, in order: one header line each, then its last message and reply."""
+    console.print(f"[bold]Agent calls ({len(calls)})[/bold]")
+    for call in calls:
+        sample = "" if call["sample_index"] is None else f" sample {call['sample_index']}"
+        cost = "-" if call["cost_usd"] is None else f"${call['cost_usd']:.5f}"
+        console.print(
+            Text(
+                f"#{call['id']} {call['evaluation']}{sample} {call['status']} "
+                f"{call['prompt_tokens']}+{call['completion_tokens']} tok {cost} {fmt(call['latency_s'])} s",
+                style="bold" if call["status"] == "ok" else "bold red",
+            )
+        )
+        last = call["messages"][-1]["content"] if call["messages"] else ""
+        console.print(Text("  > " + " ".join(last[-text_chars:].split())))
+        for reply in call["reply"] or []:
+            console.print(Text("  < " + " ".join(reply[:text_chars].split())))
+        if call["error"]:
+            console.print(Text("  ! " + call["error"][:text_chars], style="red"))
 
 
 def print_summary(run_dir: Path, stop_reason: str, console: Console) -> None:

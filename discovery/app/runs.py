@@ -27,6 +27,7 @@ from discovery.archive import ARCHIVE_FILE, Archive
 from discovery.config import LOCAL_MODEL, ModelConfig, RunConfig
 from discovery.errors import UserError
 from discovery.llm import LLMClient, ModelSpec, ready_specs
+from discovery.llm.gateway import Gateway
 from discovery.sandbox.base import Sandbox
 from discovery.search.loop import Search, Stats
 from discovery.task import Task, load_task
@@ -110,6 +111,47 @@ def check_models(models: list[ModelConfig]) -> None:
     ready_specs([ModelSpec(m.name, m.weight, m.api_base) for m in models])
     for base in sorted({m.api_base for m in models if m.api_base}):
         check_reachable(base)
+
+
+def agent_model_spec(
+    name: str,
+    api_base: str | None,
+    stack: contextlib.ExitStack,
+    console: Console,
+    local: ModelSpec | None = None,
+) -> ModelSpec:
+    """The agent model, ready to call: checked for keys, or the embedded server (`local`, shared if running)."""
+    if name != LOCAL_MODEL:
+        return ready_specs([ModelSpec(name, 1.0, api_base)])[0]
+    if local is not None:
+        return local  # the embedded server the mutation calls already use
+    from discovery.llm.local.server import LocalModelServer
+
+    console.print("[yellow]Agents call the embedded local model SmolLM2-135M (--agent-model local).[/yellow]")
+    server = stack.enter_context(LocalModelServer())
+    return ModelSpec(f"openai/{server.model_name}", 1.0, server.api_base, api_key="local")
+
+
+@contextlib.contextmanager
+def agent_gateway(
+    config: RunConfig, task: Task, archive: Archive, specs: list[ModelSpec], console: Console
+) -> Iterator[Gateway | None]:
+    """The run's LLM gateway for agent tasks (None for algorithm tasks), pinned to --agent-model."""
+    if not task.is_agent:
+        yield None
+        return
+    with contextlib.ExitStack() as stack:
+        shared = specs[0] if any(m.name == LOCAL_MODEL for m in config.models) else None
+        model = agent_model_spec(config.agent_model, config.agent_api_base, stack, console, shared)
+        # Agents' sampling settings come with each request; timeouts and retries are the run's.
+        client = LLMClient([model], timeout_s=config.llm_timeout_s)
+        gateway = Gateway(
+            client, model, archive.record_agent_call, run_spent=archive.total_cost, max_cost=config.max_cost
+        )
+        try:
+            yield gateway
+        finally:
+            gateway.close()
 
 
 def open_sandbox(config: RunConfig, task: Task, run_id: str, console: Console) -> Sandbox:
@@ -217,7 +259,10 @@ def _drive(
 ) -> tuple[str, str]:
     """Start the model endpoints and the sandbox, run the search; return why it stopped and the kind of stop."""
     run_id = run_dir.name
-    with model_endpoints(config.models, console) as specs:
+    with (
+        model_endpoints(config.models, console) as specs,
+        agent_gateway(config, task, archive, specs, console) as gateway,
+    ):
         client = LLMClient(specs, config.temperature, config.max_tokens, config.llm_timeout_s)
         sandbox = open_sandbox(config, task, run_id, console)
         started = time.monotonic()
@@ -236,7 +281,15 @@ def _drive(
                         log_lines.emit()
 
                 search = Search(
-                    archive, task, config, client, sandbox, run_id, on_change=update, max_time=max_time
+                    archive,
+                    task,
+                    config,
+                    client,
+                    sandbox,
+                    run_id,
+                    on_change=update,
+                    max_time=max_time,
+                    gateway=gateway,
                 )
                 try:
                     reason, kind = asyncio.run(search.run()), search.stop_kind

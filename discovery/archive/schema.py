@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ARCHIVE_FILE = "archive.sqlite"
 
 SCHEMA = """
@@ -112,6 +112,28 @@ CREATE TABLE IF NOT EXISTS replays (
     sandbox       TEXT,
     failure       TEXT
 );
+CREATE TABLE IF NOT EXISTS agent_calls (
+    id                INTEGER PRIMARY KEY,
+    candidate_id      INTEGER REFERENCES candidates(id),
+    evaluation        TEXT NOT NULL,
+    session           TEXT NOT NULL,
+    split             TEXT NOT NULL,
+    seed              INTEGER,
+    sample_index      INTEGER,
+    started_at        REAL NOT NULL,
+    model             TEXT NOT NULL,
+    messages          TEXT NOT NULL,
+    params            TEXT NOT NULL DEFAULT '{}',
+    reply             TEXT,
+    status            TEXT NOT NULL,
+    error             TEXT,
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd          REAL,
+    latency_s         REAL
+);
+CREATE INDEX IF NOT EXISTS agent_calls_candidate ON agent_calls(candidate_id, evaluation, id);
+CREATE INDEX IF NOT EXISTS agent_calls_cost ON agent_calls(cost_usd);
 """
 
 # MIGRATIONS[v] upgrades a version-v archive to v + 1. Append only; never edit a released step.
@@ -139,6 +161,31 @@ CREATE TABLE promotions_v2 (
 INSERT INTO promotions_v2 SELECT *, 'paired permutation' FROM promotions;
 DROP TABLE promotions;
 ALTER TABLE promotions_v2 RENAME TO promotions
+""",
+    # 2 -> 3: agent tasks; every call a candidate's agent makes through the LLM gateway.
+    2: """
+CREATE TABLE IF NOT EXISTS agent_calls (
+    id                INTEGER PRIMARY KEY,
+    candidate_id      INTEGER REFERENCES candidates(id),
+    evaluation        TEXT NOT NULL,
+    session           TEXT NOT NULL,
+    split             TEXT NOT NULL,
+    seed              INTEGER,
+    sample_index      INTEGER,
+    started_at        REAL NOT NULL,
+    model             TEXT NOT NULL,
+    messages          TEXT NOT NULL,
+    params            TEXT NOT NULL DEFAULT '{}',
+    reply             TEXT,
+    status            TEXT NOT NULL,
+    error             TEXT,
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd          REAL,
+    latency_s         REAL
+);
+CREATE INDEX IF NOT EXISTS agent_calls_candidate ON agent_calls(candidate_id, evaluation, id);
+CREATE INDEX IF NOT EXISTS agent_calls_cost ON agent_calls(cost_usd)
 """,
 }
 

@@ -505,7 +505,72 @@ class Archive:
         return self.db.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0]
 
     def total_cost(self) -> float:
+        """USD spent by the run: mutation calls and agent calls together (what --max-cost covers)."""
+        return self.mutation_cost() + self.agent_cost()
+
+    def mutation_cost(self) -> float:
+        """USD spent on the search's own calls (proposals, repairs, reflections)."""
         return self.db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls").fetchone()[0]
+
+    # ----- agent calls -----------------------------------------------------------------------
+
+    def record_agent_call(self, call: dict[str, Any]) -> int:
+        """Store one call a candidate's agent made through the gateway (before its reply is sent)."""
+        with self.transaction():
+            cur = self.db.execute(
+                "INSERT INTO agent_calls(candidate_id, evaluation, session, split, seed, sample_index, started_at, model,"
+                " messages, params, reply, status, error, prompt_tokens, completion_tokens, cost_usd, latency_s)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    call.get("candidate_id"),
+                    call["evaluation"],
+                    call.get("session", ""),
+                    call["split"],
+                    call.get("seed"),
+                    call.get("sample_index"),
+                    call["started_at"],
+                    call["model"],
+                    json.dumps(call["messages"]),
+                    json.dumps(call.get("params") or {}),
+                    json.dumps(call["reply"]) if call.get("reply") is not None else None,
+                    call["status"],
+                    call.get("error"),
+                    call.get("prompt_tokens", 0),
+                    call.get("completion_tokens", 0),
+                    call.get("cost_usd"),
+                    call.get("latency_s"),
+                ),
+            )
+            return cur.lastrowid
+
+    def agent_calls(self, candidate_id: int | None = None, evaluation: str | None = None) -> list[dict[str, Any]]:
+        """Agent calls in the order they were made, of one candidate (and one evaluation) if named."""
+        sql, args = "SELECT * FROM agent_calls WHERE 1=1", []
+        if candidate_id is not None:
+            sql, args = sql + " AND candidate_id=?", [*args, candidate_id]
+        if evaluation is not None:
+            sql, args = sql + " AND evaluation=?", [*args, evaluation]
+        out = []
+        for r in self.db.execute(sql + " ORDER BY id", args):
+            row = dict(r)
+            row["messages"] = json.loads(row["messages"])
+            row["params"] = json.loads(row["params"])
+            row["reply"] = json.loads(row["reply"]) if row["reply"] is not None else None
+            out.append(row)
+        return out
+
+    def agent_cost(self) -> float:
+        """USD spent by candidates' agents through the gateway."""
+        return self.db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM agent_calls").fetchone()[0]
+
+    def agent_usage(self) -> dict[str, Any]:
+        """Agent calls in total: count, refused, tokens and cost (shown apart from the mutation calls)."""
+        row = self.db.execute(
+            "SELECT COUNT(*) AS calls, COALESCE(SUM(status != 'ok'), 0) AS not_ok,"
+            " COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens, COALESCE(SUM(completion_tokens), 0)"
+            " AS completion_tokens, COALESCE(SUM(cost_usd), 0) AS cost_usd FROM agent_calls"
+        ).fetchone()
+        return dict(row)
 
     def status_counts(self) -> dict[str, int]:
         rows = self.db.execute("SELECT status, COUNT(*) AS n FROM candidates GROUP BY status")

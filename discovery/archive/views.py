@@ -93,6 +93,8 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
             "status_counts": archive.status_counts(),
             "calls": archive.calls_made(),
             "cost_usd": known_cost(archive),
+            "mutation_cost_usd": archive.mutation_cost(),
+            "agent": archive.agent_usage(),
             "seed_score": seed.score if seed else None,
             "top": [
                 {
@@ -129,6 +131,7 @@ def candidate_report(run_dir: Path, candidate_id: int) -> dict[str, Any]:
             "reply": call.get("reply"),
             "cost_usd": call.get("cost_usd"),
             "tokens": (call.get("prompt_tokens"), call.get("completion_tokens")) if call else None,
+            "agent_calls": archive.agent_calls(candidate_id),
         }
     finally:
         archive.close()

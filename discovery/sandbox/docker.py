@@ -148,6 +148,7 @@ class DockerSandbox:
         )
         env = sandbox_env(limits, SANDBOX_HOME)
         env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+        env.update(job.env)
         if gpus:
             env["NVIDIA_VISIBLE_DEVICES"] = ",".join(gpus)
         argv = list(job.argv)

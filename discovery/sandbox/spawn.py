@@ -182,6 +182,11 @@ def rewrite_argv(argv: Sequence[str], mounts: Sequence[Mount], python: str) -> l
     return out
 
 
+def rewrite_env(env: dict[str, str], mounts: Sequence[Mount]) -> dict[str, str]:
+    """The job's extra environment with mount targets mapped to host paths (no mount namespace)."""
+    return {key: rewrite_argv(["", value], mounts, "")[1] for key, value in env.items()}
+
+
 def killpg(pgid: int) -> None:
     """SIGKILL a whole process group; gone already is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -6,13 +6,20 @@ from discovery import evaluation
 from discovery.archive import Archive
 from discovery.config import RunConfig
 from discovery.domain import Status
+from discovery.llm.gateway import Gateway
 from discovery.sandbox.base import Sandbox
 from discovery.search.strategies import promotion
 from discovery.task import Task
 
 
 async def challenge(
-    archive: Archive, task: Task, config: RunConfig, sandbox: Sandbox, run_id: str, challenger_id: int
+    archive: Archive,
+    task: Task,
+    config: RunConfig,
+    sandbox: Sandbox,
+    run_id: str,
+    challenger_id: int,
+    gateway: Gateway | None = None,
 ) -> None:
     """Re-evaluate champion and challenger on held-out seeds, decide, and record the decision."""
     champion = archive.candidate(archive.champion_id())
@@ -31,7 +38,12 @@ async def challenge(
     exact = False
     for seed in seeds:
         for program, scores in ((champion, champion_scores), (challenger, challenger_scores)):
-            outcome = await evaluation.evaluate_once(sandbox, task, program.code, split, seed, labels)
+            agent = None
+            if gateway is not None and task.spec.agent is not None:
+                agent = gateway.sessions(task.spec.agent, program.id, "gate")
+            outcome = await evaluation.evaluate_once(
+                sandbox, task, program.code, split, seed, labels, agent=agent
+            )
             scores.append(outcome.score if outcome.status == Status.OK else None)
         if challenger_scores[-1] is None:
             break  # a challenger that fails a held-out repeat is never promoted

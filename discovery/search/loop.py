@@ -13,6 +13,7 @@ from discovery.archive import Archive
 from discovery.config import RunConfig
 from discovery.domain import EVALUATED_FAILURES, Candidate, Status, code_hash
 from discovery.llm import LLMClient, LLMFailure
+from discovery.llm.gateway import Gateway
 from discovery.program import reflection
 from discovery.program.blocks import normalise
 from discovery.program.patch import Rejection, build_program
@@ -33,6 +34,15 @@ MAX_CONSECUTIVE_LLM_ERRORS = 5
 MAX_CONSECUTIVE_EVALUATOR_FAILURES = 3
 # With --reflection, one short-term reflection per this many evaluated children.
 REFLECT_EVERY_CHILDREN = 4
+
+
+def agent_sessions(
+    gateway: Gateway | None, task: Task, candidate_id: int | None, purpose: str
+) -> evaluation.AgentSessions | None:
+    """Gateway sessions for a candidate's evaluations (purpose: search, stage, gate, replay); None for algorithms."""
+    if gateway is None or task.spec.agent is None:
+        return None
+    return gateway.sessions(task.spec.agent, candidate_id, purpose)
 
 
 @dataclasses.dataclass
@@ -62,6 +72,7 @@ class Search:
     run_id: str
     on_change: Callable[[Stats], None] = lambda stats: None
     max_time: float | None = None
+    gateway: Gateway | None = None  # agent tasks: candidates call the agent model through it
     stats: Stats = dataclasses.field(default_factory=Stats)
     stop_reason: str | None = None
     # Why the run stopped, for the exit code: done, seed_failed, provider, sandbox or evaluator.
@@ -110,12 +121,19 @@ class Search:
 
     # ----- evaluation ------------------------------------------------------------------------
 
+    def _agent(self, candidate_id: int, purpose: str) -> evaluation.AgentSessions | None:
+        """Gateway sessions for one candidate's evaluations, when the task is an agent task."""
+        return agent_sessions(self.gateway, self.task, candidate_id, purpose)
+
     async def _score(self, candidate: Candidate) -> tuple[evaluation.Outcome, float | None]:
         """Cascade: a quick stage first when enabled, and the full evaluation only if it clears the bar."""
         labels = {"discovery.run": self.run_id, "discovery.candidate": str(candidate.id)}
         stage = self.task.spec.evaluation.cascade_stage
+        agent = self._agent(candidate.id, "search")
         if self.config.cascade is None or not stage:
-            return await evaluation.evaluate(self.sandbox, self.task, candidate.code, labels=labels), None
+            return await evaluation.evaluate(
+                self.sandbox, self.task, candidate.code, labels=labels, agent=agent
+            ), None
         quick = await evaluation.evaluate_once(
             self.sandbox,
             self.task,
@@ -124,6 +142,7 @@ class Search:
             self.task.spec.evaluation.seed,
             labels,
             stage=stage,
+            agent=self._agent(candidate.id, "stage"),
         )
         if quick.status != Status.OK:
             return quick, None
@@ -141,7 +160,7 @@ class Search:
                 quick.output_tail,
                 quick.wall_s,
             ), stage_fitness
-        full = await evaluation.evaluate(self.sandbox, self.task, candidate.code, labels=labels)
+        full = await evaluation.evaluate(self.sandbox, self.task, candidate.code, labels=labels, agent=agent)
         return full, stage_fitness
 
     async def _evaluate(self, candidate_id: int) -> None:
@@ -242,7 +261,7 @@ class Search:
         assert self._gate is not None
         async with self._gate:
             await gate.challenge(
-                self.archive, self.task, self.config, self.sandbox, self.run_id, challenger_id
+                self.archive, self.task, self.config, self.sandbox, self.run_id, challenger_id, self.gateway
             )
 
     # ----- proposals -------------------------------------------------------------------------
