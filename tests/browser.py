@@ -133,8 +133,8 @@ class Browser:
     def open(self, url: str, settle_s: float = 0.3) -> None:
         """Navigate and wait for the load event, then let scripts settle a little."""
         self.events.clear()
-        self.send("Page.navigate", url=url)
-        self.wait_for("Page.loadEventFired")
+        if "loaderId" in self.send("Page.navigate", url=url):  # none for a same-document (#anchor) move
+            self.wait_for("Page.loadEventFired")
         end = time.monotonic() + settle_s
         while time.monotonic() < end:
             try:

@@ -285,6 +285,7 @@ def run_overview(db: sqlite3.Connection, name: str) -> dict[str, Any]:
         "champion_id": champion,
         "champion_score": _score_of(db, champion),
         "champion_heldout": held[0] if held else None,
+        "champion_gate_split": held[2] if held else None,
         "version": version_of(db),
         **run_state(db),
     }

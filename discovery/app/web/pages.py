@@ -63,7 +63,10 @@ def when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
-def money(usd: float | None, unpriced: int = 0) -> str:
+def money(usd: float | None, unpriced: int = 0, calls: int | None = None) -> str:
+    """A cost in USD; "unknown" when no call had a price (models litellm cannot price)."""
+    if calls and unpriced >= calls:
+        return f"unknown ({calls} unpriced)"
     text = "-" if usd is None else f"${usd:.4f}"
     return text + (f" ({unpriced} unpriced)" if unpriced else "")
 
@@ -113,14 +116,14 @@ def runs_page(overviews: list[dict[str, Any]], links: Links) -> str:
                 e(o["strategy"]),
                 e(", ".join(o["models"])),
                 f"{o['calls']}/{e(o['budget'])}",
-                e(money(o["cost_usd"], o["unpriced_calls"])),
+                e(money(o["cost_usd"], o["unpriced_calls"], o["calls"])),
                 e(o["seed"]),
                 e(o["candidates"]),
                 e(fmt(o["seed_score"])),
                 e(fmt(o["best_score"])),
                 e(fmt(o["champion_score"]))
                 + (
-                    f" (held-out {e(fmt(o['champion_heldout']))})"
+                    f" (gate mean {e(fmt(o['champion_heldout']))} on {e(o['champion_gate_split'])})"
                     if o["champion_heldout"] is not None
                     else ""
                 ),
@@ -178,14 +181,18 @@ def run_body(view: dict[str, Any], x: str, links: Links) -> str:
         ("models", e(", ".join(o["models"]))),
         ("seed", e(o["seed"])),
         ("calls", f"{o['calls']} of {e(o['budget'])}"),
-        ("cost", e(money(o["cost_usd"], o["unpriced_calls"]))),
+        ("cost", e(money(o["cost_usd"], o["unpriced_calls"], o["calls"]))),
         ("candidates", e(o["candidates"])),
         ("seed score", e(fmt(o["seed_score"]))),
         ("best", _cand_link(links, run, o["best_id"], o["best_score"])),
         (
             "champion",
             _cand_link(links, run, o["champion_id"], o["champion_score"])
-            + (f" · held-out {e(fmt(o['champion_heldout']))}" if o["champion_heldout"] is not None else ""),
+            + (
+                f" · gate mean {e(fmt(o['champion_heldout']))} on {e(o['champion_gate_split'])}"
+                if o["champion_heldout"] is not None
+                else ""
+            ),
         ),
         ("created", e(when(o["created_at"]))),
     ]
@@ -205,7 +212,7 @@ def run_body(view: dict[str, Any], x: str, links: Links) -> str:
         )
     legend = (
         '<p class="legend"><span class="key best"></span> best so far (train) '
-        '<span class="key heldout"></span> champion, held-out mean '
+        '<span class="key heldout"></span> champion, mean of its promotion-gate repeats (held-out split when the task has one) '
         "· points: every candidate, coloured by score; failed and rejected ones in the strip below</p>"
     )
     tree_legend = (
@@ -434,7 +441,7 @@ def candidate_body(c: dict[str, Any], run: str, links: Links) -> str:
     gate = ""
     if c["promotions"]:
         gate = "<h2>Promotion gate</h2>" + table(
-            ["as", "held-out scores", "p", "promoted", "reason"],
+            ["as", "gate scores", "p", "promoted", "reason"],
             [
                 [
                     "challenger" if g["challenger_id"] == c["id"] else "champion",
