@@ -225,12 +225,22 @@ def archive_diff(run: str, a: int, b: int, as_json: bool) -> None:
 @archive.command("report")
 @click.argument("run")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="HTML file to write.")
-def archive_report(run: str, output: str) -> None:
-    """Write RUN and all its candidates as one self-contained HTML file (no network needed to view it)."""
+@click.option(
+    "--top",
+    type=click.IntRange(1),
+    default=500,
+    show_default=True,
+    help="Full sections for at most this many candidates (the best, plus the champion's ancestors).",
+)
+@click.option("--all", "every", is_flag=True, help="A full section for every candidate, however many.")
+def archive_report(run: str, output: str, top: int, every: bool) -> None:
+    """Write RUN and its candidates as one self-contained HTML file (no network needed to view it)."""
     from discovery.app.web.report import write_report
 
-    size = write_report(runs.resolve_run(run), Path(output))
-    console.print(f"wrote {output} ({size / 1e6:.2f} MB); open it in any browser, offline")
+    size, shown, total = write_report(runs.resolve_run(run), Path(output), None if every else top)
+    console.print(
+        f"wrote {output} ({size / 1e6:.2f} MB, {shown} of {total} candidates in full); open it in any browser, offline"
+    )
 
 
 @archive.command("plot")

@@ -247,6 +247,11 @@ def test_report_works_offline(archive: Path, browser: Browser) -> None:
     assert_nothing_ran(browser, [])
     browser.screenshot(artefacts() / "report-candidate.png")
 
+    small = artefacts() / "report-top2.html"
+    made = cli("archive", "report", "r1", "--top", "2", "-o", str(small), archive=archive, check=True)
+    sections = small.read_text().count('<section class="cand"')
+    assert 2 <= sections < n and f"{sections} of {n} candidates in full" in made.stdout, made.stdout
+
 
 def test_explorer_refreshes_while_a_run_goes_on(tmp_path: Path, toy_task: Path, browser: Browser) -> None:
     root = tmp_path / "archive"

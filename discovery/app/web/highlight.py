@@ -1,66 +1,48 @@
-"""Python syntax highlighting to escaped HTML, with the standard library's tokenizer (no JavaScript)."""
+"""Python syntax highlighting to escaped HTML with one regular expression (no JavaScript, no tokenizer).
+
+A regex pass finds only what gets a colour (comments, strings, numbers, keywords, builtins, the name
+after def/class); everything between is copied from the source and escaped in one piece. It is
+several times faster than the tokenize module, which matters for a report of thousands of
+candidates, and it never fails: broken code (an unclosed string) is still shown exactly.
+"""
 
 from __future__ import annotations
 
 import builtins
-import io
 import keyword
-import token
-import tokenize
+import re
 from html import escape
 
-BUILTINS = frozenset(dir(builtins))
+
+def _words(names: list[str]) -> str:
+    return "|".join(sorted((re.escape(n) for n in names), key=len, reverse=True))
 
 
-def _css_class(tok: tokenize.TokenInfo, previous: str) -> str | None:
-    """The CSS class of a token, or None for plain text."""
-    if tok.type == token.COMMENT:
-        return "cm"
-    if tok.type == token.STRING or tok.type in _FSTRING_TYPES:
-        return "st"
-    if tok.type == token.NUMBER:
-        return "nu"
-    if tok.type == token.NAME:
-        if keyword.iskeyword(tok.string) or keyword.issoftkeyword(tok.string):
-            return "kw"
-        if previous in ("def", "class"):
-            return "fn"
-        if tok.string in BUILTINS:
-            return "bi"
-    return None
-
-
-_FSTRING_TYPES = {
-    getattr(token, n) for n in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END") if hasattr(token, n)
-}
+_BUILTINS = [n for n in dir(builtins) if not n.startswith("_") and not keyword.iskeyword(n)]
+_KEYWORDS = keyword.kwlist  # soft keywords (match, case, _) are mostly plain names
+TOKEN = re.compile(
+    r"(?P<cm>\#[^\n]*)"
+    r"|(?P<st>(?:(?<!\w)[rRbBuUfF]{1,2})?(?:\"\"\"[\s\S]*?(?:\"\"\"|\Z)|'''[\s\S]*?(?:'''|\Z)"
+    r"|\"(?:\\.|[^\"\\\n])*(?:\"|$)|'(?:\\.|[^'\\\n])*(?:'|$)))"  # an unclosed string ends its line
+    r"|(?<=\bdef )(?P<fn>[A-Za-z_]\w*)|(?<=\bclass )(?P<cl>[A-Za-z_]\w*)"
+    rf"|(?P<kw>\b(?:{_words(_KEYWORDS)})\b)"
+    rf"|(?P<bi>(?<![\w.])(?:{_words(_BUILTINS)})\b)"
+    r"|(?P<nu>(?<![\w.])(?:0[xXoObB][0-9a-fA-F_]+|\d[\d_]*\.?[\d_]*(?:[eE][+-]?\d+)?[jJ]?|\.\d[\d_]*(?:[eE][+-]?\d+)?[jJ]?))",
+    re.MULTILINE,
+)
+CLASS = {"cm": "cm", "st": "st", "fn": "fn", "cl": "fn", "kw": "kw", "bi": "bi", "nu": "nu"}
 
 
 def highlight(code: str) -> str:
-    """The code as escaped HTML with <span class=...> around keywords, strings, numbers and comments.
-
-    Text between tokens is copied from the source, so the output shows exactly the stored code;
-    code that does not tokenize is shown plain (escaped).
-    """
-    lines = io.StringIO(code).readlines()  # the tokenizer's own line split (\n only), not splitlines
-    starts = [0]
-    for line in lines:
-        starts.append(starts[-1] + len(line))
+    """The code as escaped HTML with <span class=...> around comments, strings, numbers and keywords."""
     out: list[str] = []
-    pos, previous = 0, ""
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
-            if tok.type in (token.ENDMARKER, token.DEDENT, token.INDENT, token.NEWLINE, token.NL):
-                continue
-            begin = starts[tok.start[0] - 1] + tok.start[1]
-            end = starts[tok.end[0] - 1] + tok.end[1]
-            if begin < pos:
-                continue
-            out.append(escape(code[pos:begin]))
-            css = _css_class(tok, previous)
-            text = escape(code[begin:end])
-            out.append(f'<span class="{css}">{text}</span>' if css else text)
-            pos, previous = end, tok.string
-    except (tokenize.TokenError, SyntaxError, IndentationError):
-        return escape(code)
-    out.append(escape(code[pos:]))
+    pos = 0
+    for match in TOKEN.finditer(code):
+        kind = match.lastgroup
+        start, end = match.span()
+        if start > pos:
+            out.append(escape(code[pos:start], quote=False))
+        out.append(f'<span class="{CLASS[kind]}">{escape(match.group(), quote=False)}</span>')
+        pos = end
+    out.append(escape(code[pos:], quote=False))
     return "".join(out)

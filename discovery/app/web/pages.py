@@ -171,8 +171,10 @@ def run_body(view: dict[str, Any], x: str, links: Links) -> str:
     cfg = view["config"]
     points = view["points"]
 
+    href = e(links.candidate(run, 0)[:-1])  # the link of any candidate is this prefix and its id
+
     def link(cid: int) -> str:
-        return links.candidate(run, cid)
+        return f"{href}{cid}"
 
     facts = [
         ("task", e(o["task"])),
@@ -201,14 +203,14 @@ def run_body(view: dict[str, Any], x: str, links: Links) -> str:
         f'<a class="{"on" if a == x else ""}" href="{e(links.run(run, a))}">{a}</a>' for a in AXES
     )
     if links.report:
-        curves = curve_svg(points, best_so_far(points, "calls"), view["champions"], "calls", link) + "".join(
+        curves = curve_svg(points, best_so_far(points, "calls"), view["champions"], "calls", href) + "".join(
             f"<details><summary>against {a}</summary>"
-            f"{curve_svg(points, best_so_far(points, a), view['champions'], a, link)}</details>"
+            f"{curve_svg(points, best_so_far(points, a), view['champions'], a, href)}</details>"
             for a in AXES[1:]
         )
     else:
         curves = f"<p>x axis: {axis_links}</p>" + curve_svg(
-            points, best_so_far(points, x), view["champions"], x, link
+            points, best_so_far(points, x), view["champions"], x, href
         )
     legend = (
         '<p class="legend"><span class="key best"></span> best so far (train) '
@@ -235,7 +237,7 @@ def run_body(view: dict[str, Any], x: str, links: Links) -> str:
                 e(g["status"]),
                 f"<code>{e(g['reason'])}</code>",
                 e(len(g["ids"])),
-                " ".join(f'<a href="{e(link(i))}">#{i}</a>' for i in g["ids"][:5]),
+                " ".join(f'<a href="{link(i)}">#{i}</a>' for i in g["ids"][:5]),
             ]
             for g in view["failures"][:30]
         ],
@@ -327,7 +329,7 @@ def run_body(view: dict[str, Any], x: str, links: Links) -> str:
     return (
         f"<h1>Run {e(run)}</h1>{overview}"
         f"<section><h2>Score against {'LLM calls' if links.report else e(x)}</h2>{curves}{legend}</section>"
-        f'<section><h2>Lineage</h2><div class="scroll">{lineage_svg(points, view["champion_path"], link)}</div>{tree_legend}</section>'
+        f'<section><h2>Lineage</h2><div class="scroll">{lineage_svg(points, view["champion_path"], href)}</div>{tree_legend}</section>'
         f'<section class="cols"><div><h2>Outcomes</h2>{counts}</div><div><h2>Top candidates</h2>{top_table}</div></section>'
         f"<section><h2>Failures by reason</h2>{failures if view['failures'] else '<p>none</p>'}</section>"
         f"<section><h2>Operators</h2>{operators}<h2>Models</h2>{models}{extras}</section>"
@@ -537,9 +539,16 @@ def report_page(view: dict[str, Any], candidates: list[dict[str, Any]], generate
         f"{candidate_body(c, run, links)}</section>"
         for c in candidates
     )
+    shown, total = len(candidates), len(view["points"])
+    partial = (
+        f" It holds full sections for {shown} of the {total} candidates (the best ones and the champion's and"
+        " best's ancestors; `discovery archive report --all` writes every one)."
+        if shown < total
+        else ""
+    )
     body = (
         f'<section id="run"><p class="muted">Report generated {e(when(generated))} by discovery; it needs no network. '
-        "Click a point or a node to see that candidate below.</p>"
+        f"Click a point or a node to see that candidate below.{e(partial)}</p>"
         f"{run_body(view, 'calls', links)}</section>{sections}"
     )
     return shell(f"{run} · discovery report", body, report=True)

@@ -13,6 +13,8 @@ import ipaddress
 import logging
 import re
 import sqlite3
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,6 +71,33 @@ class Catalogue:
         return found
 
 
+class PageCache:
+    """Rendered pages keyed by request and the archive versions they were made from (LRU, thread-safe).
+
+    An archive's version (its last event's number) changes with every write, so a cached page is
+    served only while the archive is exactly as it was: repeated views of a 10,000-candidate run
+    cost one indexed query instead of reading every candidate again.
+    """
+
+    def __init__(self, size: int = 32):
+        self.size = size
+        self.pages: OrderedDict[tuple[str, str], Answer] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> Answer | None:
+        with self.lock:
+            answer = self.pages.get(key)
+            if answer is not None:
+                self.pages.move_to_end(key)
+            return answer
+
+    def put(self, key: tuple[str, str], answer: Answer) -> None:
+        with self.lock:
+            self.pages[key] = answer
+            while len(self.pages) > self.size:
+                self.pages.popitem(last=False)
+
+
 @dataclasses.dataclass
 class Answer:
     """A response: status, content type and body."""
@@ -82,8 +111,8 @@ def html(text: str, status: int = 200) -> Answer:
     return Answer(status, text.encode())
 
 
-def route(catalogue: Catalogue, target: str) -> Answer:
-    """The answer to a GET of target (path and query)."""
+def route(catalogue: Catalogue, target: str, cache: PageCache | None = None) -> Answer:
+    """The answer to a GET of target (path and query); run and candidate pages come from cache when unchanged."""
     parts = urlsplit(target)
     path, query = unquote(parts.path), parse_qs(parts.query)
     links = pages.Links()
@@ -125,12 +154,21 @@ def route(catalogue: Catalogue, target: str) -> Answer:
         return html(pages.error_page(404, f"nothing at {path}"), 404)
     name, sub, cid = match.groups()
     with views.read_only(catalogue.run(name)) as db:
+        version = str(views.version_of(db))
         if sub == "version":
-            return Answer(200, str(views.version_of(db)).encode(), "text/plain; charset=utf-8")
+            return Answer(200, version.encode(), "text/plain; charset=utf-8")
+        key = (target, version)
+        cached = cache.get(key) if cache else None
+        if cached is not None:
+            return cached
         if cid is not None:
             against = _int(query, "against")
-            return html(pages.candidate_page(views.candidate_view(db, int(cid), against), name, links))
-        return html(pages.run_page(views.run_view(db, name), _axis(query), links))
+            answer = html(pages.candidate_page(views.candidate_view(db, int(cid), against), name, links))
+        else:
+            answer = html(pages.run_page(views.run_view(db, name), _axis(query), links))
+    if cache is not None:
+        cache.put(key, answer)
+    return answer
 
 
 def _axis(query: dict[str, list[str]]) -> str:
@@ -149,8 +187,10 @@ def _int(query: dict[str, list[str]], key: str) -> int | None:
     return int(raw)
 
 
-def make_handler(catalogue: Catalogue, allowed_hosts: frozenset[str]) -> type[BaseHTTPRequestHandler]:
-    """A request handler class bound to one catalogue (no module-global state)."""
+def make_handler(
+    catalogue: Catalogue, allowed_hosts: frozenset[str], cache: PageCache
+) -> type[BaseHTTPRequestHandler]:
+    """A request handler class bound to one catalogue and its page cache (no module-global state)."""
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "discovery-ui"
@@ -172,7 +212,7 @@ def make_handler(catalogue: Catalogue, allowed_hosts: frozenset[str]) -> type[Ba
                 # A page on another site that rebinds its DNS name to 127.0.0.1 must not read archives.
                 return html(pages.error_page(421, f"unexpected Host header {host!r}"), 421)
             try:
-                return route(catalogue, self.path)
+                return route(catalogue, self.path, cache)
             except UserError as exc:
                 return html(pages.error_page(404, str(exc)), 404)
             except Exception as exc:  # one broken archive must not take the server down
@@ -198,15 +238,13 @@ def make_handler(catalogue: Catalogue, allowed_hosts: frozenset[str]) -> type[Ba
 
 def make_server(catalogue: Catalogue, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     """A bound (not yet serving) server; port 0 picks a free one."""
-    hosts: frozenset[str] = frozenset()
-    server = ThreadingHTTPServer((host, port), make_handler(catalogue, hosts))
+    server = ThreadingHTTPServer((host, port), BaseHTTPRequestHandler, bind_and_activate=True)
     server.daemon_threads = True
-    if is_loopback(host):
-        bound = server.server_address[1]
-        names = {host, "localhost", "127.0.0.1", "[::1]"}
-        server.RequestHandlerClass = make_handler(
-            catalogue, frozenset(f"{n}:{bound}" for n in names) | frozenset(names)
-        )
+    hosts: frozenset[str] = frozenset()
+    if is_loopback(host):  # the port is known only once bound (port 0 picks one)
+        names = {host, "localhost", "127.0.0.1"}
+        hosts = frozenset(f"{n}:{server.server_address[1]}" for n in names) | frozenset(names)
+    server.RequestHandlerClass = make_handler(catalogue, hosts, PageCache())
     return server
 
 

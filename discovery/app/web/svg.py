@@ -1,7 +1,7 @@
 """Inline SVG charts from archive views: the score curve, the multi-run comparison and the lineage tree.
 
-Every number is formatted here and every text goes through html.escape; links come from the caller,
-so the same drawing serves the web explorer (URLs) and the self-contained report (anchors).
+Every number is formatted here and every text goes through html.escape; links are the caller's
+escaped prefix followed by a candidate id, so the same drawing serves the web explorer (URLs) and the self-contained report (anchors).
 """
 
 from __future__ import annotations
@@ -18,16 +18,21 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 EVALUATED_FAILURES = ("failed", "timeout", "output_limit", "memory_limit")
 X_LABELS = {"calls": "LLM calls", "cost": "cost (USD)", "time": "seconds since start"}
 
-Link = Callable[[int], str]
 
-
-def colour(t: float) -> str:
-    """A viridis colour for t in [0, 1] (dark = low score, yellow = high)."""
+def _viridis(t: float) -> str:
     t = min(1.0, max(0.0, t)) * (len(VIRIDIS) - 1)
     i = min(int(t), len(VIRIDIS) - 2)
     f = t - i
     a, b = VIRIDIS[i], VIRIDIS[i + 1]
     return "#" + "".join(f"{round(a[k] + (b[k] - a[k]) * f):02x}" for k in range(3))
+
+
+RAMP = tuple(_viridis(i / 255) for i in range(256))  # computed once: a page colours thousands of nodes
+
+
+def colour(t: float) -> str:
+    """A viridis colour for t in [0, 1] (dark = low score, yellow = high)."""
+    return RAMP[round(min(1.0, max(0.0, t)) * 255)]
 
 
 def score_scale(points: list[dict[str, Any]]) -> Callable[[float | None], float]:
@@ -137,7 +142,7 @@ def curve_svg(
     steps: list[tuple[float, float, int]],
     champions: list[dict[str, Any]],
     x: str,
-    link: Link,
+    href: str,
 ) -> str:
     """Best score against x with every candidate as a point: ok ones at their score, the others in a strip below."""
     xs = [p[f"x_{x}"] for p in points]
@@ -166,7 +171,7 @@ def curve_svg(
         tip = escape(f"#{p['id']} {p['status']} {fmt(p['score'])} ({p['operator']})")
         fill_attr = f' fill="{fill}"' if fill else ""
         out.append(
-            f'<a href="{escape(link(p["id"]))}"><circle class="pt {cls}" data-id="{p["id"]}" cx="{px:.1f}" '
+            f'<a href="{href}{p["id"]}"><circle class="pt {cls}" data-id="{p["id"]}" cx="{px:.1f}" '
             f'cy="{py:.1f}" r="3.5"{fill_attr}><title>{tip}</title></circle></a>'
         )
     out.append("</svg>")
@@ -230,7 +235,7 @@ def tree_layout(points: list[dict[str, Any]]) -> tuple[dict[int, float], dict[in
     return x, depth
 
 
-def lineage_svg(points: list[dict[str, Any]], champion_path: list[int], link: Link) -> str:
+def lineage_svg(points: list[dict[str, Any]], champion_path: list[int], href: str) -> str:
     """The lineage tree: one node per candidate coloured by score, failures red, rejections hollow.
 
     The champion's path from the seed is drawn thick; crossover second parents are dashed edges.
@@ -245,23 +250,23 @@ def lineage_svg(points: list[dict[str, Any]], champion_path: list[int], link: Li
     px = {i: 20 + v * dx + dx / 2 for i, v in xo.items()}
     py = {i: 20 + d * dy for i, d in depth.items()}
     on_path = set(zip(champion_path[1:], champion_path[:-1], strict=False))  # (parent, child) pairs
+    path_nodes = set(champion_path)
     champion = champion_path[0] if champion_path else None
     scale = score_scale(points)
-    edges, nodes = [], []
+    # Edges go into three paths (plain, crossover, champion's): one element each, not one per edge.
+    edges: dict[str, list[str]] = {"edge": [], "edge second": [], "edge champ": []}
+    nodes = []
     for p in points:
         i = p["id"]
         if i not in px:
             continue
         for parent, cls in ((p["parent_id"], "edge"), (p["second_parent_id"], "edge second")):
             if parent in px:
-                champ = " champ" if (parent, i) in on_path and cls == "edge" else ""
-                edges.append(
-                    f'<line class="{cls}{champ}" x1="{px[parent]:.1f}" y1="{py[parent]:.1f}" '
-                    f'x2="{px[i]:.1f}" y2="{py[i]:.1f}"/>'
-                )
+                kind = "edge champ" if cls == "edge" and (parent, i) in on_path else cls
+                edges[kind].append(f"M{px[parent]:.1f},{py[parent]:.1f}L{px[i]:.1f},{py[i]:.1f}")
         cls = status_class(p["status"])
         fill = f' fill="{colour(scale(p["fitness"]))}"' if cls == "ok" else ""
-        mark = " champion" if i == champion else (" onpath" if i in champion_path else "")
+        mark = " champion" if i == champion else (" onpath" if i in path_nodes else "")
         tip = escape(
             f"#{i} {p['status']} score {fmt(p['score'])} ({p['operator']})"
             + (f": {p['failure']}" if p["failure"] else "")
@@ -272,10 +277,11 @@ def lineage_svg(points: list[dict[str, Any]], champion_path: list[int], link: Li
             else ""
         )
         nodes.append(
-            f'<a href="{escape(link(i))}"><circle class="node {cls}{mark}" data-id="{i}" cx="{px[i]:.1f}" '
+            f'<a href="{href}{i}"><circle class="node {cls}{mark}" data-id="{i}" cx="{px[i]:.1f}" '
             f'cy="{py[i]:.1f}" r="{r}"{fill}><title>{tip}</title></circle>{label}</a>'
         )
+    lines = "".join(f'<path class="{cls}" d="{"".join(d)}"/>' for cls, d in edges.items() if d)
     return (
         f'<svg class="lineage" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'role="img" aria-label="lineage tree">{"".join(edges)}{"".join(nodes)}</svg>'
+        f'role="img" aria-label="lineage tree">{lines}{"".join(nodes)}</svg>'
     )
