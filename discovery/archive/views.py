@@ -420,33 +420,24 @@ def operator_stats(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def model_stats(db: sqlite3.Connection, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per model: calls, ok calls, tokens, cost, latency, and the candidates it wrote that beat their parent.
-
-    One pass over llm_calls (every row is read anyway: its prompt and reply sit between the columns).
-    """
-    stats: dict[str, dict[str, Any]] = {}
-    model_of: dict[int, str] = {}
-    cursor = db.cursor()
-    cursor.row_factory = None
-    for call_id, model, status, p_tok, c_tok, cost, latency in cursor.execute(
-        "SELECT id, model, status, prompt_tokens, completion_tokens, cost_usd, latency_s FROM llm_calls"
-    ):
-        model_of[call_id] = model
-        s = stats.get(model)
-        if s is None:
-            s = stats[model] = {"model": model, "calls": 0, "ok": 0, "prompt_tokens": 0, "completion_tokens": 0,
-                                "cost_usd": None, "latencies": [], "candidates": 0, "evaluated_ok": 0, "improved": 0}  # fmt: skip
-        s["calls"] += 1
-        s["ok"] += status == "ok"
-        s["prompt_tokens"] += p_tok or 0
-        s["completion_tokens"] += c_tok or 0
-        if cost is not None:
-            s["cost_usd"] = (s["cost_usd"] or 0.0) + cost
-        if latency is not None:
-            s["latencies"].append(latency)
+    """Per model: calls, ok calls, tokens, cost, latency, and the candidates it wrote that beat their parent."""
+    rows = db.execute(
+        "SELECT model, COUNT(*) AS calls, SUM(status='ok') AS ok, SUM(prompt_tokens) AS prompt_tokens,"
+        " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd, AVG(latency_s) AS mean_latency_s"
+        " FROM llm_calls GROUP BY model ORDER BY model"
+    )
+    stats = {r["model"]: {**dict(r), "candidates": 0, "evaluated_ok": 0, "improved": 0} for r in rows}
+    if len(stats) == 1:  # the usual case: no second pass over llm_calls to learn each call's model
+        model_of: dict[int | None, str] = {}
+        only = next(iter(stats))
+    else:
+        model_of = dict(db.execute("SELECT id, model FROM llm_calls").fetchall())
+        only = None
     fitness = {p["id"]: p["fitness"] for p in points}
     for p in points:
-        s = stats.get(model_of.get(p["call_id"]))
+        if p["call_id"] is None:
+            continue
+        s = stats.get(model_of.get(p["call_id"], only))
         if s is None:
             continue
         s["candidates"] += 1
@@ -454,10 +445,7 @@ def model_stats(db: sqlite3.Connection, points: list[dict[str, Any]]) -> list[di
             s["evaluated_ok"] += 1
             parent = fitness.get(p["parent_id"])
             s["improved"] += parent is not None and p["fitness"] > parent
-    for s in stats.values():
-        latencies = s.pop("latencies")
-        s["mean_latency_s"] = sum(latencies) / len(latencies) if latencies else None
-    return [stats[m] for m in sorted(stats)]
+    return list(stats.values())
 
 
 def island_stats(points: list[dict[str, Any]]) -> list[dict[str, Any]]:

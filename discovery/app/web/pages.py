@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from discovery.app.web.highlight import highlight
-from discovery.app.web.svg import compare_svg, curve_svg, lineage_svg, status_class
+from discovery.app.web.svg import compare_svg, curve_svg, lineage_svg, point_styles, status_class
 from discovery.archive.views import best_so_far, fmt
 
 AXES = ("calls", "cost", "time")
@@ -202,15 +202,18 @@ def run_body(view: dict[str, Any], x: str, links: Links) -> str:
     axis_links = " ".join(
         f'<a class="{"on" if a == x else ""}" href="{e(links.run(run, a))}">{a}</a>' for a in AXES
     )
+    styles = point_styles(points)
     if links.report:
-        curves = curve_svg(points, best_so_far(points, "calls"), view["champions"], "calls", href) + "".join(
+        curves = curve_svg(
+            points, best_so_far(points, "calls"), view["champions"], "calls", href, styles
+        ) + "".join(
             f"<details><summary>against {a}</summary>"
-            f"{curve_svg(points, best_so_far(points, a), view['champions'], a, href)}</details>"
+            f"{curve_svg(points, best_so_far(points, a), view['champions'], a, href, styles)}</details>"
             for a in AXES[1:]
         )
     else:
         curves = f"<p>x axis: {axis_links}</p>" + curve_svg(
-            points, best_so_far(points, x), view["champions"], x, href
+            points, best_so_far(points, x), view["champions"], x, href, styles
         )
     legend = (
         '<p class="legend"><span class="key best"></span> best so far (train) '
@@ -329,7 +332,7 @@ def run_body(view: dict[str, Any], x: str, links: Links) -> str:
     return (
         f"<h1>Run {e(run)}</h1>{overview}"
         f"<section><h2>Score against {'LLM calls' if links.report else e(x)}</h2>{curves}{legend}</section>"
-        f'<section><h2>Lineage</h2><div class="scroll">{lineage_svg(points, view["champion_path"], href)}</div>{tree_legend}</section>'
+        f'<section><h2>Lineage</h2><div class="scroll">{lineage_svg(points, view["champion_path"], href, styles)}</div>{tree_legend}</section>'
         f'<section class="cols"><div><h2>Outcomes</h2>{counts}</div><div><h2>Top candidates</h2>{top_table}</div></section>'
         f"<section><h2>Failures by reason</h2>{failures if view['failures'] else '<p>none</p>'}</section>"
         f"<section><h2>Operators</h2>{operators}<h2>Models</h2>{models}{extras}</section>"

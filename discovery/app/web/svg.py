@@ -54,6 +54,21 @@ def status_class(status: str) -> str:
     return "other"
 
 
+Style = tuple[str, str, str]  # CSS class, fill attribute (ok points only), escaped tooltip
+
+
+def point_styles(points: list[dict[str, Any]]) -> list[Style]:
+    """Class, colour and tooltip of each point, computed once for the curve(s) and the tree."""
+    scale = score_scale(points)
+    styles = []
+    for p in points:
+        cls = status_class(p["status"])
+        fill = f' fill="{colour(scale(p["fitness"]))}"' if cls == "ok" and p["score"] is not None else ""
+        tip = f"#{p['id']} {p['status']} score {fmt(p['score'])} ({p['operator']})"
+        styles.append((cls, fill, escape(f"{tip}: {p['failure']}" if p["failure"] else tip)))
+    return styles
+
+
 def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     """About n round tick values covering [lo, hi]."""
     if not math.isfinite(lo) or not math.isfinite(hi) or hi <= lo:
@@ -143,13 +158,15 @@ def curve_svg(
     champions: list[dict[str, Any]],
     x: str,
     href: str,
+    styles: list[Style] | None = None,
 ) -> str:
     """Best score against x with every candidate as a point: ok ones at their score, the others in a strip below."""
-    xs = [p[f"x_{x}"] for p in points]
+    key = f"x_{x}"
+    xs = [p[key] for p in points]
     ys = [p["score"] for p in points if p["status"] == "ok" and p["score"] is not None]
-    held = [(c[f"x_{x}"], c["heldout"]) for c in champions if c["heldout"] is not None]
+    held = [(c[key], c["heldout"]) for c in champions if c["heldout"] is not None]
     frame = Frame(xs, ys + [h for _, h in held], strip=22)
-    scale = score_scale(points)
+    styles = styles or point_styles(points)
     strip_y = frame.plot_bottom + 14
     out = [
         f'<svg class="curve" data-x="{escape(x)}" viewBox="0 0 {frame.width} {frame.height}" '
@@ -161,18 +178,14 @@ def curve_svg(
     out.append(f'<path class="best" d="{step_path(frame, [(a, b) for a, b, _ in steps], x_end)}"/>')
     if held:
         out.append(f'<path class="heldout" d="{step_path(frame, held, x_end)}"/>')
-    for p in points:
-        cls = status_class(p["status"])
-        px = frame.x(p[f"x_{x}"])
-        if cls == "ok" and p["score"] is not None:
-            py, fill = frame.y(p["score"]), colour(scale(p["fitness"]))
-        else:
-            py, fill = strip_y, ""
-        tip = escape(f"#{p['id']} {p['status']} {fmt(p['score'])} ({p['operator']})")
-        fill_attr = f' fill="{fill}"' if fill else ""
+    # frame.x / frame.y inlined: this loop runs once per candidate
+    x0, xk = frame.x(0.0), frame.x(1.0) - frame.x(0.0)
+    y0, yk = frame.y(0.0), frame.y(1.0) - frame.y(0.0)
+    for p, (cls, fill, tip) in zip(points, styles, strict=True):
+        py = y0 + yk * p["score"] if fill else strip_y
         out.append(
-            f'<a href="{href}{p["id"]}"><circle class="pt {cls}" data-id="{p["id"]}" cx="{px:.1f}" '
-            f'cy="{py:.1f}" r="3.5"{fill_attr}><title>{tip}</title></circle></a>'
+            f'<a href="{href}{p["id"]}"><circle class="pt {cls}" data-id="{p["id"]}" cx="{x0 + xk * p[key]:.1f}" '
+            f'cy="{py:.1f}" r="3.5"{fill}><title>{tip}</title></circle></a>'
         )
     out.append("</svg>")
     return "".join(out)
@@ -235,7 +248,9 @@ def tree_layout(points: list[dict[str, Any]]) -> tuple[dict[int, float], dict[in
     return x, depth
 
 
-def lineage_svg(points: list[dict[str, Any]], champion_path: list[int], href: str) -> str:
+def lineage_svg(
+    points: list[dict[str, Any]], champion_path: list[int], href: str, styles: list[Style] | None = None
+) -> str:
     """The lineage tree: one node per candidate coloured by score, failures red, rejections hollow.
 
     The champion's path from the seed is drawn thick; crossover second parents are dashed edges.
@@ -249,36 +264,31 @@ def lineage_svg(points: list[dict[str, Any]], champion_path: list[int], href: st
     width, height = int(leaves * dx + 40), int(levels * dy + 30)
     px = {i: 20 + v * dx + dx / 2 for i, v in xo.items()}
     py = {i: 20 + d * dy for i, d in depth.items()}
+    at = {i: (f"{px[i]:.1f}", f"{py[i]:.1f}") for i in px}  # formatted once: nodes and edges both use them
     on_path = set(zip(champion_path[1:], champion_path[:-1], strict=False))  # (parent, child) pairs
     path_nodes = set(champion_path)
     champion = champion_path[0] if champion_path else None
-    scale = score_scale(points)
+    styles = styles or point_styles(points)
     # Edges go into three paths (plain, crossover, champion's): one element each, not one per edge.
     edges: dict[str, list[str]] = {"edge": [], "edge second": [], "edge champ": []}
     nodes = []
-    for p in points:
+    labelled = len(points) <= 150
+    for p, (cls, fill, tip) in zip(points, styles, strict=True):
         i = p["id"]
         if i not in px:
             continue
-        for parent, cls in ((p["parent_id"], "edge"), (p["second_parent_id"], "edge second")):
-            if parent in px:
-                kind = "edge champ" if cls == "edge" and (parent, i) in on_path else cls
-                edges[kind].append(f"M{px[parent]:.1f},{py[parent]:.1f}L{px[i]:.1f},{py[i]:.1f}")
-        cls = status_class(p["status"])
-        fill = f' fill="{colour(scale(p["fitness"]))}"' if cls == "ok" else ""
+        x, y = at[i]
+        for parent, kind in ((p["parent_id"], "edge"), (p["second_parent_id"], "edge second")):
+            if parent in at:
+                kind = "edge champ" if kind == "edge" and (parent, i) in on_path else kind
+                edges[kind].append(f"M{at[parent][0]},{at[parent][1]}L{x},{y}")
         mark = " champion" if i == champion else (" onpath" if i in path_nodes else "")
-        tip = escape(
-            f"#{i} {p['status']} score {fmt(p['score'])} ({p['operator']})"
-            + (f": {p['failure']}" if p["failure"] else "")
-        )
         label = (
-            f'<text class="nid" x="{px[i] + r + 2:.1f}" y="{py[i] - r:.1f}">{i}</text>'
-            if len(points) <= 150
-            else ""
+            f'<text class="nid" x="{px[i] + r + 2:.1f}" y="{py[i] - r:.1f}">{i}</text>' if labelled else ""
         )
         nodes.append(
-            f'<a href="{href}{i}"><circle class="node {cls}{mark}" data-id="{i}" cx="{px[i]:.1f}" '
-            f'cy="{py[i]:.1f}" r="{r}"{fill}><title>{tip}</title></circle>{label}</a>'
+            f'<a href="{href}{i}"><circle class="node {cls}{mark}" data-id="{i}" cx="{x}" '
+            f'cy="{y}" r="{r}"{fill}><title>{tip}</title></circle>{label}</a>'
         )
     lines = "".join(f'<path class="{cls}" d="{"".join(d)}"/>' for cls, d in edges.items() if d)
     return (
