@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from discovery.archive.schema import ARCHIVE_FILE, SCHEMA_VERSION
-from discovery.archive.store import Archive
+from discovery.archive.store import Archive, _row_to_candidate
+from discovery.domain import Candidate
 from discovery.errors import UserError
 
 
@@ -578,3 +579,8 @@ def candidate_view(db: sqlite3.Connection, candidate_id: int, against: int | Non
 
 def candidate_ids(db: sqlite3.Connection) -> list[int]:
     return [r[0] for r in db.execute("SELECT id FROM candidates ORDER BY id")]
+
+
+def evaluated_candidates(db: sqlite3.Connection) -> list[Candidate]:
+    """Every candidate evaluated ok, in full (code and metrics), oldest first."""
+    return [_row_to_candidate(r) for r in db.execute("SELECT * FROM candidates WHERE status='ok' ORDER BY id")]

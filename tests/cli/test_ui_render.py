@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from discovery.app.web import pages
+from discovery.app.web.grid import grid_of, grid_svg
 from discovery.app.web.highlight import highlight
 from discovery.app.web.server import Catalogue, PageCache, route
 from discovery.app.web.svg import tree_layout
@@ -142,3 +143,23 @@ def test_tree_layout_handles_a_deep_chain() -> None:
     points = [{"id": i, "parent_id": i - 1 if i > 1 else None} for i in range(1, n + 1)]
     x, depth = tree_layout(points)
     assert depth[n] == n - 1 and x[1] == x[n] == 0
+
+
+def test_map_elites_grid_shows_each_cells_elite(tmp_path: Path) -> None:
+    run_dir = tmp_path / "g"
+    archive = Archive.create(
+        run_dir, {"config": {"strategy": "dgm", "map_elites": "metric:x:4:0:4", "models": []}}
+    )
+    for i, (x, score) in enumerate([(0.5, 1.0), (0.7, 3.0), (2.5, 2.0), (3.9, -1.0)]):
+        cid = archive.add_seed(f"x = {i}\n", f"h{i}")
+        archive.record_evaluation(
+            cid, "ok", score, score, {"x": x}, None, None, None, "process", "train", 0.1
+        )
+    archive.close()
+    with views.read_only(run_dir) as db:
+        grid = grid_of(db, views.run_view(db, "g")["config"])
+    assert {cell: v["id"] for cell, v in grid["cells"].items()} == {(0,): 2, (2,): 3, (3,): 4}
+    drawn = grid_svg(grid, "/run/g/c/")
+    assert drawn.count('class="cell"') == 3 and 'href="/run/g/c/2"' in drawn
+    with views.read_only(run_dir) as db:
+        assert grid_of(db, {"strategy": "dgm"}) is None

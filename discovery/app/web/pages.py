@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from discovery.app.web.grid import grid_svg
 from discovery.app.web.highlight import highlight
 from discovery.app.web.svg import compare_svg, curve_svg, lineage_svg, point_styles, status_class
 from discovery.archive.views import best_so_far, fmt
@@ -285,6 +286,8 @@ def run_body(view: dict[str, Any], x: str, links: Links) -> str:
             ["island", "candidates", "ok", "best"],
             [[e(s["island"]), e(s["candidates"]), e(s["ok"]), e(fmt(s["best"]))] for s in view["islands"]],
         )
+    if view.get("grid"):
+        extras += "<h2>MAP-Elites grid</h2>" + grid_svg(view["grid"], href)
     if view["bandit"]:
         extras += f"<h2>Bandit arms</h2><pre>{e(json.dumps(view['bandit'], indent=1))}</pre>"
     if view["promotions"]:

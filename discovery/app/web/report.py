@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from discovery.app.web import pages
+from discovery.app.web.grid import grid_of
 from discovery.archive import views
 
 DEFAULT_SECTIONS = 500  # candidate sections in a report; ~10-35 KB each (code, diff, prompt, reply)
@@ -31,6 +32,7 @@ def write_report(run_dir: Path, output: Path, limit: int | None = DEFAULT_SECTIO
     """Write the report of the run in run_dir to output; returns (bytes, candidate sections, candidates)."""
     with views.read_only(run_dir) as db:
         view = views.run_view(db, run_dir.name)
+        view["grid"] = grid_of(db, view["config"])
         ids = chosen_ids(view, limit)
         candidates = [views.candidate_view(db, cid) for cid in ids]
     data = pages.report_page(view, candidates, time.time()).encode()

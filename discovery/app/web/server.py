@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from discovery.app.web import pages
+from discovery.app.web.grid import grid_of
 from discovery.archive import ARCHIVE_FILE, views
 from discovery.errors import UserError
 
@@ -165,7 +166,9 @@ def route(catalogue: Catalogue, target: str, cache: PageCache | None = None) -> 
             against = _int(query, "against")
             answer = html(pages.candidate_page(views.candidate_view(db, int(cid), against), name, links))
         else:
-            answer = html(pages.run_page(views.run_view(db, name), _axis(query), links))
+            view = views.run_view(db, name)
+            view["grid"] = grid_of(db, view["config"])
+            answer = html(pages.run_page(view, _axis(query), links))
     if cache is not None:
         cache.put(key, answer)
     return answer
