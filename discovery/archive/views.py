@@ -583,4 +583,6 @@ def candidate_ids(db: sqlite3.Connection) -> list[int]:
 
 def evaluated_candidates(db: sqlite3.Connection) -> list[Candidate]:
     """Every candidate evaluated ok, in full (code and metrics), oldest first."""
-    return [_row_to_candidate(r) for r in db.execute("SELECT * FROM candidates WHERE status='ok' ORDER BY id")]
+    return [
+        _row_to_candidate(r) for r in db.execute("SELECT * FROM candidates WHERE status='ok' ORDER BY id")
+    ]
