@@ -214,6 +214,86 @@ def archive_diff(run: str, a: int, b: int, as_json: bool) -> None:
     _print_json({"a": a, "b": b, "diff": text}) if as_json else click.echo(text or "(identical)")
 
 
+@archive.command("report")
+@click.argument("run")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="HTML file to write.")
+@click.option(
+    "--top",
+    type=click.IntRange(1),
+    default=500,
+    show_default=True,
+    help="Full sections for at most this many candidates (the best, plus the champion's ancestors).",
+)
+@click.option("--all", "every", is_flag=True, help="A full section for every candidate, however many.")
+def archive_report(run: str, output: str, top: int, every: bool) -> None:
+    """Write RUN and its candidates as one self-contained HTML file (no network needed to view it)."""
+    from discovery.app.web.report import write_report
+
+    size, shown, total = write_report(runs.resolve_run(run), Path(output), None if every else top)
+    console.print(
+        f"wrote {output} ({size / 1e6:.2f} MB, {shown} of {total} candidates in full); open it in any browser, offline"
+    )
+
+
+@archive.command("plot")
+@click.argument("run_names", metavar="RUN...", nargs=-1, required=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Image to write (.png, .svg, .pdf).",
+)
+@click.option(
+    "--x",
+    "x",
+    type=click.Choice(["calls", "cost", "time"]),
+    default="calls",
+    show_default=True,
+    help="x axis.",
+)
+def archive_plot(run_names: tuple[str, ...], output: str, x: str) -> None:
+    """Plot the best score so far of one or more runs on one figure (needs matplotlib)."""
+    from discovery.app.web.plot import plot_runs
+
+    if Path(output).suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise UserError(f"-o {output}: give a .png, .svg or .pdf file name")
+    plot_runs([runs.resolve_run(r) for r in run_names], Path(output), x)
+    console.print(f"wrote {output}")
+
+
+# ----- ui ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("run_names", metavar="[RUN]...", nargs=-1)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (loopback unless you mean it).",
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free one)."
+)
+def ui(run_names: tuple[str, ...], host: str, port: int) -> None:
+    """Browse runs in a local web page (read-only): curves, lineage tree, candidates, diffs, prompts."""
+    from discovery.app.web.server import Catalogue, serve
+
+    catalogue = Catalogue(runs.archive_root(), tuple(runs.resolve_run(r) for r in run_names))
+
+    def announce(text: str) -> None:
+        console.print(text, highlight=False)
+        sys.stdout.flush()
+
+    try:
+        serve(catalogue, host, port, announce)
+    except OSError as exc:
+        raise UserError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port (0: any free)"
+        ) from None
+
+
 # ----- replay / export --------------------------------------------------------------------------
 
 

@@ -58,3 +58,9 @@ def test_wheel_installed_elsewhere_evaluates_a_task(tmp_path: Path) -> None:
     assert result["module"].startswith(str(purelib)), result  # the installed copy, not the checkout
     assert result["status"] == "ok", result
     assert result["score"] is not None
+    # `discovery ui` serves its script and stylesheet from the installed package
+    assets = subprocess.run(
+        [python, "-c", "from discovery.app.web.pages import static_text as s; print(len(s('app.js')), len(s('style.css')))"],
+        capture_output=True, text=True, cwd=work, timeout=60, check=False,
+    )  # fmt: skip
+    assert assets.returncode == 0 and all(int(n) > 0 for n in assets.stdout.split()), assets.stderr[-2000:]
