@@ -164,6 +164,18 @@ def _reference(
     return (y.detach(), *grads)
 
 
+def full_precision_reductions() -> None:
+    """Make cuBLAS reduce bf16/fp16 matmuls in float32 (torch allows reduced precision by default).
+
+    With reduced-precision reductions the error depends on which GEMM kernel cuBLAS picks for a
+    shape: on an H100, F.linear (addmm) at K=267 was 10-30x less accurate than x @ w.t() + b, so a
+    reference's own error said nothing about a correct reformulation. A candidate may still turn
+    them back on for its own calls; its outputs are then held to the same bound.
+    """
+    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
+    torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+
+
 def _reference_bounds(
     task: KernelTask, inputs: list[torch.Tensor], dy: torch.Tensor | None, dtype: torch.dtype, where: str
 ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], list[float]]:
@@ -172,6 +184,7 @@ def _reference_bounds(
     The bound is derived from the reference's own error on these inputs (torch_check.derived_tolerance),
     so a task dtype whose eager rounding exceeds the fixed tolerance (bf16 on a GPU) still scores.
     """
+    full_precision_reductions()  # the candidate may have switched them off for its own calls
     expected = _reference(task, inputs, dy)
     expected64 = _reference(task, [t.double() for t in inputs], dy.double() if dy is not None else None)
     bounds = [
@@ -289,6 +302,7 @@ def evaluate_kernel(candidate_path: str, task: KernelTask, evaluator_file: str, 
     device = "cuda" if on_gpu else "cpu"
     sizes = task.gpu if on_gpu else task.cpu
     torch.set_num_threads(task.cpu_threads)
+    full_precision_reductions()
 
     def setup() -> None:
         torch.set_num_threads(task.cpu_threads)  # OpenMP's thread count is per thread

@@ -19,8 +19,9 @@ TOLERANCES = {torch.float32: 1e-4, torch.float64: 1e-7, torch.bfloat16: 1e-2, to
 # rounding error) stays outside it.
 REFERENCE_ERROR_FACTOR = 2.0
 # Beyond this many dtype tolerances the reference itself is broken (an evaluator error, not a bound).
-# Generous on purpose: eager bf16 legitimately reaches ~9% on linear_gelu_residual's grad_x at inputs
-# scaled 1e2 (pre-activations near GELU's bend rounded to bf16), measured on an H100.
+# Generous on purpose: with cuBLAS's reduced-precision bf16 reductions (torch's default, switched off
+# by kernel_eval) eager bf16 reached ~14% on linear_gelu_residual's grad_x at inputs scaled 1e2 on an
+# H100; with full-precision reductions it stays under 1% there.
 REFERENCE_ERROR_LIMIT = 25.0
 
 _Tensor = torch.Tensor
