@@ -332,7 +332,33 @@ def tasks_validate(paths: tuple[str, ...]) -> None:
                 console.print(f"    {problem}", highlight=False)
         else:
             console.print(f"[green]✓[/green] {path}")
+            for line in _understood(Path(path)):
+                console.print(f"    {line}", highlight=False)
     sys.exit(1 if bad else 0)
+
+
+def _understood(path: Path) -> list[str]:
+    """What a valid task folder was read as: its format, the metric optimised, and the stages."""
+    from discovery.task import load_task
+
+    spec = load_task(path).spec
+    brief = spec.brief.strip().splitlines()[0][:90]
+    if spec.openevolve is not None:
+        return [
+            "format: OpenEvolve (initial_program.py, evaluator.py, config.yaml)",
+            f"metric: {spec.openevolve.metric_summary}",
+            f"stages: {spec.openevolve.stage_summary}"
+            + ("; quick stage for --cascade: evaluate_stage1" if spec.evaluation.cascade_stage else ""),
+            f"brief: {brief}",
+            f"timeout: {spec.resources.timeout_s:g} s per evaluation",
+        ]
+    stage = spec.evaluation.cascade_stage
+    return [
+        "format: discovery (task.toml, evaluate.py)",
+        f"metric: score ({spec.objective.direction})",
+        "stages: evaluate()" + (f"; quick stage for --cascade: {stage!r}" if stage else ""),
+        f"brief: {brief}",
+    ]
 
 
 @tasks.command("list")
