@@ -54,7 +54,13 @@ class RunConfig(BaseModel):
     crossover_rate: float = Field(default=0.1, ge=0, le=1)
     reflection: bool = False
     reflection_every: int = Field(default=5, ge=1, description="short-term reflections per long-term one")
-    novelty_threshold: float | None = Field(default=0.95, gt=0, le=1)
+    # Off by default: the budget counts LLM calls, and a rejected proposal spends one and yields
+    # nothing. Token similarity cannot tell a changed constant (which changes the score) from a
+    # copy, so at 0.95 the check rejected most constant-tuning edits (README, "Benchmarks").
+    # Exact duplicates are rejected for free by hash whatever this is.
+    novelty_threshold: float | None = Field(
+        default=None, gt=0, le=1, description="reject proposals this similar to an archived one (off)"
+    )
     novelty_resamples: int = Field(default=3, ge=0)
     bandit: Literal["off", "ucb", "thompson"] = "off"
     repair: bool = True

@@ -136,9 +136,9 @@ def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **op
 @click.option(
     "--novelty-threshold",
     type=float,
-    help="Reject proposals at least this similar to an archived one (default 0.95).",
+    help="Reject proposals at least this similar to an archived one, e.g. 0.95 (default off).",
 )
-@click.option("--no-novelty", is_flag=True, help="Turn the novelty check off.")
+@click.option("--no-novelty", is_flag=True, help="Turn the novelty check off (the default).")
 @click.option(
     "--bandit", type=click.Choice(["off", "ucb", "thompson"]), help="Choose operator and model by a bandit."
 )
