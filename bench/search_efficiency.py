@@ -14,6 +14,9 @@ best-so-far curves and a JSON of every figure.
 
 --stand-in serves a deterministic stand-in model (bench/stand_in_models.py) on 127.0.0.1 instead
 of --model: `perturb` changes one number per reply, `structural` swaps in known layouts.
+--openevolve (OpenEvolve-format task folders only) adds an `openevolve` arm: OpenEvolve installed
+from the package index into bench/out/openevolve-venv, run on the same folder with the same model
+server, temperature, budget of calls and evaluation timeout (bench/openevolve_arm.py).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 
-from bench import stand_in_models  # noqa: E402
+from bench import openevolve_arm, stand_in_models  # noqa: E402
 from discovery import evaluation  # noqa: E402
 from discovery.app.runs import LOCAL_MODEL, model_endpoints  # noqa: E402
 from discovery.archive import Archive  # noqa: E402
@@ -102,6 +105,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget", type=int, default=30, help="LLM calls per run")
     parser.add_argument("--seeds", type=int, default=3, help="runs per arm (RunConfig.seed 0..N-1)")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma list of: {', '.join(ARMS)}")
+    parser.add_argument(
+        "--openevolve",
+        action="store_true",
+        help="also run OpenEvolve (its own venv under bench/out) on the same OpenEvolve-format task",
+    )
     parser.add_argument("--sandbox", default="auto", choices=("auto", "docker", "bwrap", "process"))
     parser.add_argument("--llm-concurrency", type=int, default=None, help="default: RunConfig's")
     parser.add_argument("--eval-slots", type=int, default=None, help="default: RunConfig's")
@@ -397,6 +405,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError("--budget and --seeds must be at least 1")
         for arm in arms:  # fail fast on an arm the current RunConfig rejects, before any run
             make_config(args, task, arm, 0)
+        if args.openevolve and task.spec.openevolve is None:
+            raise UserError(
+                "--openevolve needs an OpenEvolve-format task folder (initial_program.py, evaluator.py)"
+            )
+        if args.openevolve and args.model == LOCAL_MODEL and not args.stand_in:
+            raise UserError(
+                "--openevolve needs a model server: give --stand-in NAME or --model with --api-base"
+            )
         root = Path(args.archive_dir or tempfile.mkdtemp(prefix="discovery-search-eff-"))
         out = Path(args.out)
         console.print(f"archives under {root}")
@@ -407,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.api_base = stack.enter_context(stand_in_models.serve(args.stand_in))
                 args.model = f"openai/stand-in-{args.stand_in}"
             results = run_all(args, task, arms, root, console)
+        if args.openevolve:
+            arms.append("openevolve")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -420,6 +438,10 @@ def run_all(
     """Every (arm, seed) run, seeds outermost."""
     results: list[RunResult] = []
     template = make_config(args, task, arms[0], 0)
+    python = (
+        openevolve_arm.ensure_venv(ROOT / "bench" / "out" / "openevolve-venv") if args.openevolve else None
+    )
+    seed_score = seed_train_score(task, args.sandbox) if args.openevolve else None
     with model_endpoints(template.models, console) as specs:
         client = LLMClient(specs, template.temperature, template.max_tokens, template.llm_timeout_s)
         total = len(arms) * args.seeds
@@ -434,7 +456,64 @@ def run_all(
                     soft_wrap=True,
                     highlight=False,
                 )
+            if python is not None:
+                console.print(f"[openevolve] seed {seed} ...")
+                result = run_openevolve(args, task, template, python, seed, seed_score, root)
+                results.append(result)
+                console.print(f"    {result.calls} calls in {result.wall_s:.1f} s; best {fmt(result.train)}")
     return results
+
+
+def seed_train_score(task: Task, sandbox_name: str) -> float | None:
+    """The seed program's train score, evaluated once in a fresh sandbox."""
+    sandbox = make_sandbox(sandbox_name, image=task.spec.image, run_id="seed-train")  # type: ignore[arg-type]
+    try:
+        outcome = asyncio.run(evaluation.evaluate(sandbox, task, task.seed_code))
+    finally:
+        sandbox.close()
+    return outcome.score if outcome.status == Status.OK else None
+
+
+def run_openevolve(
+    args: argparse.Namespace,
+    task: Task,
+    template: RunConfig,
+    python: Path,
+    seed: int,
+    seed_score: float | None,
+    root: Path,
+) -> RunResult:
+    """One OpenEvolve run with the discovery arms' model server, temperature, budget and timeout."""
+    out = root / f"openevolve-seed{seed}"
+    raw = openevolve_arm.run(
+        python,
+        task.path,
+        out,
+        args.api_base,
+        args.budget,
+        seed,
+        template.temperature,
+        task.spec.resources.timeout_s,
+    )
+    if raw["returncode"] != 0:
+        raise UserError(f"OpenEvolve failed (exit {raw['returncode']}); see {out / 'openevolve.log'}")
+    curve = openevolve_arm.curve(raw, seed_score, args.budget)
+    valid, lost = openevolve_arm.outcomes(raw)
+    return RunResult(
+        arm="openevolve",
+        seed=seed,
+        run_dir=str(out),
+        stop_reason="iterations done",
+        calls=len(raw["children"]) + len(raw["failures"]),
+        wall_s=raw["wall_s"],
+        train=curve[-1],
+        heldout=None,
+        heldout_status="n/a",
+        best_id=None,
+        curve=curve,
+        valid=valid,
+        lost=lost,
+    )
 
 
 def report(
