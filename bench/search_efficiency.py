@@ -385,7 +385,7 @@ def plot(results: list[RunResult], arms: list[str], task: Task, model: str, path
     better = "higher" if task.maximize else "lower"
     ax.set_xlabel("LLM calls")
     ax.set_ylabel(f"best-so-far train score ({better} is better)")
-    ax.set_title(f"{task.name}, model {model}: median over seeds (band: min-max)")
+    ax.set_title(f"{task.name}, model {model}\nmedian over seeds (band: min-max)")
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -444,7 +444,7 @@ def run_all(
     seed_score = seed_train_score(task, args.sandbox) if args.openevolve else None
     with model_endpoints(template.models, console) as specs:
         client = LLMClient(specs, template.temperature, template.max_tokens, template.llm_timeout_s)
-        total = len(arms) * args.seeds
+        total = (len(arms) + (python is not None)) * args.seeds
         for seed in range(args.seeds):  # seeds outermost: a cut-short session still covers every arm
             for arm in arms:
                 console.print(f"[{len(results) + 1}/{total}] {arm} seed {seed} ...")
@@ -457,7 +457,7 @@ def run_all(
                     highlight=False,
                 )
             if python is not None:
-                console.print(f"[openevolve] seed {seed} ...")
+                console.print(f"[{len(results) + 1}/{total}] openevolve seed {seed} ...")
                 result = run_openevolve(args, task, template, python, seed, seed_score, root)
                 results.append(result)
                 console.print(f"    {result.calls} calls in {result.wall_s:.1f} s; best {fmt(result.train)}")
