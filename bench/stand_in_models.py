@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import math
 import random
 import re
 import sys
 import textwrap
+import tokenize
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -157,16 +159,39 @@ def rng_for(body: dict[str, Any], block: str) -> random.Random:
     return random.Random(int.from_bytes(hashlib.sha256(key).digest()[:8], "big"))
 
 
+def float_literals(block: str) -> list[tuple[int, int, str]]:
+    """(start offset, end offset, text) of each float literal in code, leaving comments and strings out."""
+    starts = [0]
+    for line in block.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    found = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(textwrap.dedent(block)).readline):
+            if tok.type == tokenize.NUMBER and FLOAT.fullmatch(tok.string):
+                found.append((tok.start[0] - 1, tok.start[1], tok.string))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return [(m.start(), m.end(), m.group(1)) for m in FLOAT.finditer(block)]
+    # Columns were taken on the dedented text: shift them back by each line's removed indent.
+    indent = len(block.lstrip("\n")) - len(block.lstrip("\n").lstrip(" ")) if block.strip() else 0
+    lines = block.splitlines(keepends=True)
+    out = []
+    for row, col, text in found:
+        offset = starts[row] + col + (indent if lines[row].startswith(" " * indent) else 0)
+        if block[offset : offset + len(text)] == text:
+            out.append((offset, offset + len(text), text))
+    return out
+
+
 def perturb(block: str, rng: random.Random) -> str:
-    """The block with one float literal multiplied by exp(N(0, 0.25)), kept to 4 significant digits."""
-    found = list(FLOAT.finditer(block))
+    """The block with one float literal of its code (not comments or strings) multiplied by exp(N(0, 0.25))."""
+    found = float_literals(block)
     if not found:
         return block
-    match = rng.choice(found)
-    value = float(match.group(1)) * math.exp(rng.gauss(0.0, 0.25))
+    start, end, text = rng.choice(found)
+    value = float(text) * math.exp(rng.gauss(0.0, 0.25))
     new = f"{value:.4g}"
     new = new if "." in new or "e" in new else new + ".0"
-    return block[: match.start()] + new + block[match.end() :]
+    return block[:start] + new + block[end:]
 
 
 def reply(old: str, new: str, block_only: bool) -> str:

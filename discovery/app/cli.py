@@ -367,13 +367,18 @@ def tasks_list(root: str) -> None:
     """List the task folders under ROOT (default ./tasks)."""
     from discovery.task import find_problems, load_task
 
-    for path in sorted(p.parent for p in Path(root).glob("*/task.toml")):
+    # task.toml folders and OpenEvolve folders (initial_program.py beside evaluator.py).
+    folders = {p.parent for p in Path(root).glob("*/task.toml")}
+    folders |= {
+        p.parent for p in Path(root).glob("*/evaluator.py") if (p.parent / "initial_program.py").is_file()
+    }
+    for path in sorted(folders):
         if find_problems(path):
-            console.print(f"{path.name:24} [red]invalid[/red] (run `discovery tasks validate {path}`)")
+            console.print(f"{path.name:26} [red]invalid[/red] (run `discovery tasks validate {path}`)")
         else:
             task = load_task(path)
             first = task.spec.brief.strip().splitlines()[0][:70]
-            console.print(f"{path.name:24} {task.spec.objective.direction:9} {first}")
+            console.print(f"{path.name:26} {task.spec.objective.direction:9} {first}")
 
 
 @cli.group()

@@ -30,6 +30,12 @@ def test_validate_says_what_it_understood(tmp_path: Path) -> None:
     assert "brief: You tune one number" in out and "timeout: 20 s" in out
 
 
+def test_tasks_list_shows_openevolve_folders(tmp_path: Path) -> None:
+    write_folder(tmp_path / "tasks" / "oe_listed")
+    proc = cli("tasks", "list", str(tmp_path / "tasks"), archive=tmp_path / "archive")
+    assert proc.returncode == 0 and "oe_listed" in proc.stdout and "You tune one number" in proc.stdout
+
+
 def test_validate_and_run_refuse_a_bad_folder_in_one_line(tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "oe_bad")
     (folder / "evaluator.py").write_text("def score(program_path):\n    return {}\n")

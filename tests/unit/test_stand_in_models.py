@@ -45,3 +45,8 @@ def test_openevolve_heading_and_structural_replies_apply() -> None:
     for seed in range(12):
         reply = stand_in_models.structural_model(request(seed, "# Current Program"))
         assert isinstance(build_program(reply, SEED), Proposal), reply
+
+
+def test_numbers_in_comments_and_strings_are_left_alone() -> None:
+    block = '    x = 0.5  # about 0.2\n    s = "0.7"\n    y = f(1.25, 3)\n'
+    assert [text for _, _, text in stand_in_models.float_literals(block)] == ["0.5", "1.25"]
