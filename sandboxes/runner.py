@@ -155,8 +155,8 @@ def _artifacts_text(artifacts: dict) -> str | None:
     return "\n".join(lines) or None
 
 
-def _run_openevolve(candidate: str, stage: str | None, options: dict) -> dict:
-    """Score a candidate with an OpenEvolve evaluator.py; the result as a discovery metrics dict."""
+def _run_openevolve(candidate: str, stage: str | None, options: dict) -> tuple[dict, dict]:
+    """Run an OpenEvolve evaluator.py on a candidate: its (metrics, artifacts)."""
     module = _load_evaluator(options["task"], "evaluator.py", "evaluation_module")
     if stage is not None:
         function = getattr(module, f"evaluate_{stage}", None)
@@ -167,9 +167,13 @@ def _run_openevolve(candidate: str, stage: str | None, options: dict) -> dict:
         metrics, artifacts = _openevolve_cascade(module, candidate, list(options.get("thresholds") or []))
     else:
         metrics, artifacts = _openevolve_result(module.evaluate(candidate))
-    fitness = _openevolve_fitness(metrics, list(options.get("features") or []))
-    feedback = _artifacts_text(artifacts)
-    return {**metrics, "score": fitness, **({"feedback": feedback} if feedback else {})}
+    return metrics, artifacts
+
+
+def _openevolve_payload(metrics: dict, artifacts: dict, features: list, fitness, as_text) -> dict:
+    """The discovery metrics dict: OpenEvolve's metrics, its fitness as 'score', artifacts as feedback."""
+    feedback = as_text(artifacts)
+    return {**metrics, "score": fitness(metrics, features), **({"feedback": feedback} if feedback else {})}
 
 
 def main() -> int:
@@ -209,9 +213,15 @@ def main() -> int:
 
     # Bound before any task or candidate code runs (see _result_writer).
     finish, clean, isfinite = _result_writer(result_fd, nonce), _clean_metrics, math.isfinite
+    # OpenEvolve scoring too: a candidate imported into the evaluator's process cannot swap it.
+    oe_payload, oe_fitness, oe_text = _openevolve_payload, _openevolve_fitness, _artifacts_text
     try:
         if openevolve is not None:
-            raw = _run_openevolve(args.candidate, args.stage, {**openevolve, "task": args.task})
+            metrics, artifacts = _run_openevolve(
+                args.candidate, args.stage, {**openevolve, "task": args.task}
+            )
+            features = list(openevolve.get("features") or [])
+            raw = oe_payload(metrics, artifacts, features, oe_fitness, oe_text)
         else:
             evaluator = _load_evaluator(args.task)
             kwargs = {"split": args.split, "seed": args.seed}
