@@ -235,7 +235,9 @@ def main() -> int:
         if not isfinite(score):
             raise ValueError(f"score is not a finite number: {score}")
     except BaseException as exc:  # noqa: BLE001 - every failure must be reported, not crash silently
-        kind = "candidate" if isinstance(exc, CandidateError) else "evaluator"
+        # An OpenEvolve evaluator imports the candidate into its own process, so its errors cannot be
+        # told apart from the candidate's: charge the candidate, as OpenEvolve does (it scores 0).
+        kind = "candidate" if isinstance(exc, CandidateError) or openevolve is not None else "evaluator"
         finish(
             {
                 "status": "error",
