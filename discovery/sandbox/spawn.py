@@ -229,18 +229,28 @@ async def spawn(
     pass_fds: Sequence[int] = (),
 ) -> asyncio.subprocess.Process:
     """Start argv in its own session with piped output; vfork()s unless a preexec_fn is given."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,  # own session and process group: killpg reaches every child
-        preexec_fn=preexec,
-        close_fds=True,
-        pass_fds=tuple(pass_fds),
+    creating = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,  # own session and process group: killpg reaches every child
+            preexec_fn=preexec,
+            close_fds=True,
+            pass_fds=tuple(pass_fds),
+        )
     )
+    try:
+        proc = await asyncio.shield(creating)
+    except asyncio.CancelledError:
+        # Cancelled while the child was being set up: it exists already and would wait on its
+        # stdin forever, outside any group we still track. Finish creating it, kill it, re-raise.
+        with contextlib.suppress(Exception):
+            killpg((await creating).pid)
+        raise
     if stdin:
         assert proc.stdin is not None
         # Small (a nonce): fits the pipe buffer, so this never blocks on a child that does not read.
