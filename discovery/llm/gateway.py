@@ -36,6 +36,7 @@ from typing import Any
 
 from discovery.llm.client import LLMClient, LLMFailure, ModelSpec, Reply, estimate_cost
 from discovery.sandbox.base import GATEWAY_MOUNT, Attachment, Mount
+from discovery.sandbox.spawn import pid_alive
 from discovery.task import AgentBudget
 
 log = logging.getLogger(__name__)
@@ -60,22 +61,12 @@ def remove_stale_roots() -> int:
     removed = 0
     for folder in Path(tempfile.gettempdir()).glob(f"{ROOT_PREFIX}*-*"):
         pid = folder.name[len(ROOT_PREFIX) :].split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or pid_alive(int(pid)):
             continue
         shutil.rmtree(folder, ignore_errors=True)
         removed += 1
     return removed
 
-
-def _alive(pid: int) -> bool:
-    """Whether a process with this pid exists (one of another user counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Refusal(Exception):

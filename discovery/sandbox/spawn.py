@@ -187,6 +187,17 @@ def rewrite_env(env: dict[str, str], mounts: Sequence[Mount]) -> dict[str, str]:
     return {key: rewrite_argv(["", value], mounts, "")[1] for key, value in env.items()}
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def killpg(pgid: int) -> None:
     """SIGKILL a whole process group; gone already is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
