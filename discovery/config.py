@@ -95,8 +95,12 @@ class RunConfig(BaseModel):
     )
     reflection: bool = Field(default=False, description="ReEvo short- and long-term reflection")
     reflection_every: int = Field(default=5, ge=1, description="short-term reflections per long-term one")
+    # Off by default: the budget counts LLM calls, and a rejected proposal spends one and yields
+    # nothing. Token similarity cannot tell a changed constant (which changes the score) from a
+    # copy, so at 0.95 the check rejected most constant-tuning edits (README, "Benchmarks").
+    # Exact duplicates are rejected for free by hash whatever this is.
     novelty_threshold: float | None = Field(
-        default=0.95, gt=0, le=1, description="reject proposals at least this similar to an archived one"
+        default=None, gt=0, le=1, description="reject proposals at least this similar to an archived one, e.g. 0.95"
     )
     novelty_resamples: int = Field(
         default=3, ge=0, description="novelty rejections in a row before a proposal is evaluated anyway"

@@ -165,6 +165,11 @@ def runner_job(
         "--seed",
         str(seed),
     ) + (("--stage", stage) if stage else ())
+    scoring = task.spec.openevolve
+    if scoring is not None:
+        # OpenEvolve's contract: evaluator.py's evaluate(program_path), fitness as OpenEvolve computes it.
+        options = {"cascade": scoring.cascade, "thresholds": scoring.thresholds, "features": scoring.features}
+        argv += ("--openevolve", json.dumps(options))
     mounts = (
         Mount(task.path, TASK_MOUNT),
         Mount(sandboxes_dir(), RUNNER_MOUNT),

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from discovery import openevolve_task
 from discovery.errors import UserError
 from discovery.program.blocks import marker_problem, split_block
 
@@ -73,6 +74,20 @@ class AgentBudget(BaseModel):
     max_n: int = Field(default=8, ge=1, le=64, description="completions per request")
 
 
+class OpenEvolveScoring(BaseModel):
+    """How the runner scores an OpenEvolve folder (see discovery.openevolve_task); set by its adapter."""
+
+    model_config = ConfigDict(extra="forbid")
+    # evaluator.cascade_evaluation with an evaluate_stage1: the full evaluation is OpenEvolve's cascade.
+    cascade: bool = False
+    thresholds: list[float] = [0.5, 0.75, 0.9]
+    # Metrics left out of the mean when there is no combined_score (MAP-Elites feature dimensions).
+    features: list[str] = []
+    # For `tasks validate`: what was understood about the fitness and the stages.
+    metric_summary: str = ""
+    stage_summary: str = ""
+
+
 class TaskSpec(BaseModel):
     """The contents of task.toml."""
 
@@ -86,6 +101,8 @@ class TaskSpec(BaseModel):
     evaluation: Evaluation = Evaluation()
     # Present only for agent tasks: candidates that call an LLM through the run's gateway.
     agent: AgentBudget | None = None
+    # Set for an OpenEvolve folder read as it is: evaluator.py's evaluate(program_path) scores it.
+    openevolve: OpenEvolveScoring | None = None
 
     @field_validator("candidate")
     @classmethod
@@ -130,6 +147,8 @@ class Task(BaseModel):
 def find_problems(path: Path) -> list[str]:
     """Every problem with a task folder, each a sentence that names the fix; empty when valid."""
     path = Path(path)
+    if openevolve_task.is_openevolve_folder(path):
+        return openevolve_task.read_folder(path)[1]
     if not path.is_dir():
         return [
             f"{path}: no such task folder (a task is a folder holding task.toml, program.py and evaluate.py)"
@@ -139,7 +158,8 @@ def find_problems(path: Path) -> list[str]:
     toml_path = path / "task.toml"
     if not toml_path.is_file():
         problems.append(
-            f"{toml_path}: missing; create it with at least `name` and `brief` (see README, 'Writing a task')"
+            f"{toml_path}: missing; create it with at least `name` and `brief` (see README, 'Writing a task'), "
+            f"or give an OpenEvolve folder ({openevolve_task.PROGRAM} and {openevolve_task.EVALUATOR})"
         )
     else:
         try:
@@ -231,5 +251,28 @@ def load_task(path: Path | str) -> Task:
         raise UserError(f"invalid task: {problems[0]}")
     if problems:
         raise UserError("invalid task:\n  " + "\n  ".join(problems))
+    if openevolve_task.is_openevolve_folder(path):
+        return _openevolve_task(path)
     spec = TaskSpec.model_validate(tomllib.loads((path / "task.toml").read_text()))
+    return Task(path=path.resolve(), spec=spec, seed_code=(path / spec.candidate).read_text())
+
+
+def _openevolve_task(path: Path) -> Task:
+    """The Task for an OpenEvolve folder: its initial program, system message and evaluator as they are."""
+    folder, _ = openevolve_task.read_folder(path)
+    assert folder is not None  # load_task checked the folder first
+    spec = TaskSpec(
+        name=folder.name,
+        brief=folder.brief,
+        candidate=openevolve_task.PROGRAM,
+        resources=Resources(timeout_s=folder.timeout_s),
+        evaluation=Evaluation(cascade_stage="stage1" if "stage1" in folder.stages else None),
+        openevolve=OpenEvolveScoring(
+            cascade=folder.cascade,
+            thresholds=list(folder.thresholds),
+            features=list(folder.features),
+            metric_summary=folder.metric_summary(),
+            stage_summary=folder.stage_summary(),
+        ),
+    )
     return Task(path=path.resolve(), spec=spec, seed_code=(path / spec.candidate).read_text())

@@ -108,7 +108,7 @@ def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **op
 )
 @click.option("--api-base", help="Base URL of an OpenAI-compatible server (use with --model openai/<name>).")
 @click.option("--name", help="Run name (default <task>-<date>-<time>).")
-@click.option("--no-novelty", is_flag=True, help="Turn the novelty check off.")
+@click.option("--no-novelty", is_flag=True, help="Turn the novelty check off (the default).")
 @options.config_options
 def run(
     task: str, models: tuple[str, ...], api_base: str | None, name: str | None, no_novelty: bool, **settings
@@ -461,7 +461,33 @@ def tasks_validate(paths: tuple[str, ...]) -> None:
                 console.print(f"    {problem}", highlight=False)
         else:
             console.print(f"[green]✓[/green] {path}")
+            for line in _understood(Path(path)):
+                console.print(f"    {line}", highlight=False)
     sys.exit(1 if bad else 0)
+
+
+def _understood(path: Path) -> list[str]:
+    """What a valid task folder was read as: its format, the metric optimised, and the stages."""
+    from discovery.task import load_task
+
+    spec = load_task(path).spec
+    brief = spec.brief.strip().splitlines()[0][:90]
+    if spec.openevolve is not None:
+        return [
+            "format: OpenEvolve (initial_program.py, evaluator.py, config.yaml)",
+            f"metric: {spec.openevolve.metric_summary}",
+            f"stages: {spec.openevolve.stage_summary}"
+            + ("; quick stage for --cascade: evaluate_stage1" if spec.evaluation.cascade_stage else ""),
+            f"brief: {brief}",
+            f"timeout: {spec.resources.timeout_s:g} s per evaluation",
+        ]
+    stage = spec.evaluation.cascade_stage
+    return [
+        "format: discovery (task.toml, evaluate.py)",
+        f"metric: score ({spec.objective.direction})",
+        "stages: evaluate()" + (f"; quick stage for --cascade: {stage!r}" if stage else ""),
+        f"brief: {brief}",
+    ]
 
 
 @tasks.command("list")
@@ -476,16 +502,19 @@ def tasks_list(root: str | None) -> None:
         folder = Path(root)
     if folder is None or not folder.is_dir():
         raise UserError(f"no task folder {root or './tasks'}; give one: `discovery tasks list PATH`")
-    paths = sorted(p.parent for p in folder.glob("*/task.toml"))
+    # task.toml folders and OpenEvolve folders (initial_program.py beside evaluator.py).
+    found = {p.parent for p in folder.glob("*/task.toml")}
+    found |= {p.parent for p in folder.glob("*/evaluator.py") if (p.parent / "initial_program.py").is_file()}
+    paths = sorted(found)
     if not paths:
         raise UserError(f"{folder} holds no tasks (folders with a task.toml)")
     for path in paths:
         if find_problems(path):
-            console.print(f"{path.name:24} [red]invalid[/red] (run `discovery tasks validate {path}`)")
+            console.print(f"{path.name:26} [red]invalid[/red] (run `discovery tasks validate {path}`)")
         else:
             task = load_task(path)
             first = task.spec.brief.strip().splitlines()[0][:70]
-            console.print(f"{path.name:24} {task.spec.objective.direction:9} {first}")
+            console.print(f"{path.name:26} {task.spec.objective.direction:9} {first}")
 
 
 @cli.group()
