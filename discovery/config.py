@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+
+def min_repeats(alpha: float) -> int:
+    """The fewest paired repeats for which the exact sign-flip test can reach p < alpha."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    # 2^-n < alpha  <=>  n > log2(1/alpha).
+    return math.floor(math.log2(1 / alpha)) + 1
+
+
+class ModelConfig(BaseModel):
+    """One model of the ensemble (stored form of ModelSpec; no API keys are ever stored)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    weight: float = Field(default=1.0, gt=0)
+    api_base: str | None = None
+
+
+# Model names with a meaning of their own: models discovery serves itself on 127.0.0.1.
 LOCAL_MODEL = "local"  # the embedded default local model
 LOCAL_PREFIX = "local:"  # local:NAME (a pinned model) or local:PATH (a .gguf file)
 
@@ -35,82 +54,127 @@ def model_defaults(model_names: list[str]) -> dict[str, object]:
     return dict(LOCAL_DEFAULTS) if any(is_local_model(n) for n in model_names) else {}
 
 
-def min_repeats(alpha: float) -> int:
-    """The fewest paired repeats for which the exact sign-flip test can reach p < alpha."""
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    # 2^-n < alpha  <=>  n > log2(1/alpha).
-    return math.floor(math.log2(1 / alpha)) + 1
-
-
-class ModelConfig(BaseModel):
-    """One model of the ensemble (stored form of ModelSpec; no API keys are ever stored)."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1)
-    weight: float = Field(default=1.0, gt=0)
-    api_base: str | None = None
+# Search features best-of-n switches off, and the value that means "off" for each.
+SEARCH_FEATURES_OFF = {
+    "islands": 1,
+    "map_elites": None,
+    "crossover_rate": 0.0,
+    "reflection": False,
+    "novelty_threshold": None,
+    "bandit": "off",
+    "repair": False,
+    "cascade": None,
+}
 
 
 class RunConfig(BaseModel):
-    """Everything that defines a discovery run."""
+    """Everything that defines a discovery run: every option's type, default, bounds and help live here."""
 
     model_config = ConfigDict(extra="forbid")
     task: str
     models: list[ModelConfig] = Field(min_length=1)
-    budget: int = Field(default=20, ge=1, description="LLM calls")
-    max_cost: float | None = Field(default=None, gt=0, description="USD")
-    max_time: float | None = Field(default=None, gt=0, description="seconds")
-    strategy: Literal["dgm", "best-of-n"] = "dgm"
+    budget: int = Field(
+        default=20, ge=1, description="LLM calls; failed, empty and interrupted calls count too"
+    )
+    max_cost: float | None = Field(
+        default=None, gt=0, description="stop proposing once this many USD are spent"
+    )
+    max_time: float | None = Field(
+        default=None, gt=0, description="stop after this many seconds (the run stays resumable)"
+    )
+    strategy: Literal["dgm", "best-of-n"] = Field(
+        default="dgm",
+        description="parent selection; best-of-n draws every child from the seed and turns every search feature off",
+    )
     reply_format: Literal["diff", "full", "block"] = Field(
-        default="diff", description="what the LLM replies with (block for local models)"
+        default="diff",
+        description="what the LLM replies with",
     )
-    sandbox: Literal["auto", "docker", "bwrap", "process"] = "auto"
-    llm_concurrency: int = Field(default=2, ge=1, le=256)
-    eval_slots: int = Field(default=2, ge=1, le=256)
-    temperature: float = Field(
-        default=0.8, ge=0, le=2, description="sampling temperature (1.0 for local models)"
+    sandbox: Literal["auto", "docker", "bwrap", "process"] = Field(
+        default="auto", description="isolation backend (auto: docker, else bubblewrap)"
     )
-    max_tokens: int = Field(default=4096, ge=64, description="reply length cap (1024 for local models)")
+    llm_concurrency: int = Field(default=2, ge=1, le=256, description="LLM calls in flight")
+    eval_slots: int = Field(default=2, ge=1, le=256, description="evaluations in flight")
+    temperature: float = Field(default=0.8, ge=0, le=2, description="sampling temperature")
+    max_tokens: int = Field(
+        default=4096,
+        ge=64,
+        description="reply length cap in tokens",
+    )
     llm_timeout_s: float = Field(
-        default=300, gt=0, description="seconds per LLM call (1200 for local models)"
+        default=300, gt=0, description="seconds one LLM call may take before it is retried"
     )
-    seed: int = 0
-    inspirations: int = Field(
-        default=1, ge=0, le=8, description="other programs shown in the prompt (0 for local models)"
-    )
+    seed: int = Field(default=0, description="seed of the run's own random choices")
+    inspirations: int = Field(default=1, ge=0, le=8, description="other programs shown beside the parent")
     # --- search options (see README, "Search options") ---
-    islands: int = Field(default=1, ge=1, le=64)
+    islands: int = Field(default=1, ge=1, le=64, description="populations evolving apart (1: none)")
     migration_every: int = Field(default=20, ge=1, description="evaluated children between migrations")
-    island_patience: int = Field(default=30, ge=1, description="children without improvement before a reset")
-    map_elites: str | None = Field(
-        default=None, description="feature grid, e.g. 'length:8,metric:NAME:8:LO:HI'"
+    island_patience: int = Field(
+        default=30, ge=1, description="children without improvement before a weak island resets"
     )
-    crossover_rate: float = Field(default=0.1, ge=0, le=1)
-    reflection: bool = False
+    map_elites: str | None = Field(
+        default=None, description="MAP-Elites grid, e.g. 'length:8' or 'length:8,metric:NAME:8:LO:HI'"
+    )
+    crossover_rate: float = Field(
+        default=0.1, ge=0, le=1, description="share of proposals that combine two parents"
+    )
+    reflection: bool = Field(default=False, description="ReEvo short- and long-term reflection")
     reflection_every: int = Field(default=5, ge=1, description="short-term reflections per long-term one")
-    novelty_threshold: float | None = Field(default=0.95, gt=0, le=1)
-    novelty_resamples: int = Field(default=3, ge=0)
-    bandit: Literal["off", "ucb", "thompson"] = "off"
-    repair: bool = True
-    cascade: float | None = Field(default=None, ge=0, le=1, description="quantile of the quick stage to pass")
-    promotion_repeats: int = Field(default=6, ge=1, le=100)
-    promotion_alpha: float = Field(default=0.05, gt=0, lt=1)
+    # Off by default: the budget counts LLM calls, and a rejected proposal spends one and yields
+    # nothing. Token similarity cannot tell a changed constant (which changes the score) from a
+    # copy, so at 0.95 the check rejected most constant-tuning edits (README, "Benchmarks").
+    # Exact duplicates are rejected for free by hash whatever this is.
+    novelty_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="reject proposals at least this similar to an archived one, e.g. 0.95",
+    )
+    novelty_resamples: int = Field(
+        default=3, ge=0, description="novelty rejections in a row before a proposal is evaluated anyway"
+    )
+    bandit: Literal["off", "ucb", "thompson"] = Field(
+        default="off", description="choose operator and model by a bandit"
+    )
+    repair: bool = Field(default=True, description="feed a failure back once to fix it")
+    cascade: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="run the task's quick stage first; pass when above this quantile",
+    )
+    promotion_repeats: int = Field(
+        default=6, ge=1, le=100, description="held-out repeats in the promotion gate"
+    )
+    promotion_alpha: float = Field(
+        default=0.05, gt=0, lt=1, description="significance level of the promotion gate"
+    )
+    # --- agent tasks (tasks with an [agent] table; see README, "Agent tasks") ---
+    agent_model: str = Field(
+        default="local",
+        min_length=1,
+        description="litellm model the candidates' agents call through the gateway ('local': the embedded model)",
+    )
+    agent_api_base: str | None = Field(default=None, description="base URL of the agent model's server")
 
     @model_validator(mode="before")
     @classmethod
-    def _defaults_for_models(cls, data: object) -> object:
+    def _defaults_for_models(cls, data: Any) -> Any:
         """Fill options the caller left out with the defaults of the run's models (see model_defaults)."""
         if not isinstance(data, dict):
             return data
-        names = [
-            m.name if isinstance(m, ModelConfig) else str(dict(m).get("name", ""))
-            for m in data.get("models") or []
-        ]
+        names = [_model_name(m) or "" for m in data.get("models") or []]
         return {
             **model_defaults(names),
             **{k: v for k, v in data.items() if v is not None or k not in LOCAL_DEFAULTS},
         }
+
+    @model_validator(mode="after")
+    def _baseline_turns_search_off(self) -> RunConfig:
+        if self.strategy == "best-of-n":
+            for name, off in SEARCH_FEATURES_OFF.items():
+                object.__setattr__(self, name, off)
+        return self
 
     @model_validator(mode="after")
     def _promotion_can_pass(self) -> RunConfig:
@@ -129,3 +193,14 @@ class RunConfig(BaseModel):
                 "a local model (local, local:NAME, local:PATH) cannot be mixed with other models in one run"
             )
         return self
+
+
+def _model_name(model: Any) -> str | None:
+    """The name of a model entry given as a ModelConfig or a plain dict."""
+    return (
+        model.name
+        if isinstance(model, ModelConfig)
+        else model.get("name")
+        if isinstance(model, dict)
+        else None
+    )

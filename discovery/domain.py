@@ -18,6 +18,8 @@ class Status(enum.StrEnum):
     OUTPUT_LIMIT = "output_limit"
     MEMORY_LIMIT = "memory_limit"
     CASCADE_STOPPED = "cascade_stopped"  # scored on the quick stage only, below the bar: never a parent
+    # The task's evaluator raised its own error (not CandidateError): not the candidate's fault, never repaired.
+    EVALUATOR_FAILED = "evaluator_failed"
     REJECTED_DUPLICATE = "rejected_duplicate"
     REJECTED_SIMILAR = "rejected_similar"
     REJECTED_OUTSIDE_BLOCK = "rejected_outside_block"

@@ -45,10 +45,6 @@ class Planner:
     hints: list[str] = dataclasses.field(default_factory=list)
     lessons: str = ""
 
-    @property
-    def _baseline(self) -> bool:
-        return self.config.strategy == "best-of-n"
-
     def learn(self, kind: str, text: str) -> None:
         """Keep a reflection: short-term ones as hints, a long-term one as the lessons that replace them."""
         if kind == "short":
@@ -84,7 +80,7 @@ class Planner:
         wants_crossover = operator == "crossover" or (
             arm is None and rng.random() < self.config.crossover_rate
         )
-        if wants_crossover and not self._baseline:
+        if wants_crossover:
             partner = pop.second_parent(self.archive, choice.parent, rng)
             if partner is not None:
                 messages = reflection.crossover_prompt(self.task, choice.parent, partner, fmt)

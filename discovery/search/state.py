@@ -40,25 +40,24 @@ class Population:
     def restore(cls, archive: Archive, config: RunConfig, models: list[ModelSpec]) -> Population:
         """Rebuild from the archive: islands and bandit from meta, the novelty index from the programs."""
         meta = archive.meta()
-        baseline = config.strategy == "best-of-n"
         pop = cls(config)
-        if config.islands > 1 and not baseline and "islands" in meta:
+        if config.islands > 1 and "islands" in meta:
             pop.islands = isl.IslandState.from_dict(meta["islands"])
-        if config.bandit != "off" and not baseline:
+        if config.bandit != "off":
             arms = [arm_name(op, m.name) for op in operators(config) for m in models]
             stored = meta.get("bandit")
             pop.bandit = Bandit.from_dict(stored, arms) if stored else Bandit.create(arms, config.bandit)
-        if config.novelty_threshold is not None and not baseline:
+        if config.novelty_threshold is not None:
             pop.novelty = NoveltyIndex.build(
                 [(c.id, c.code) for c in archive.candidates() if not c.status.startswith("rejected")]
             )
-        if config.map_elites and not baseline:
+        if config.map_elites:
             pop.features = map_elites.parse_specs(config.map_elites)
         return pop
 
     def start_islands(self, seed: Candidate) -> dict | None:
         """Create the islands once the seed is scored; returns the meta to store, if any."""
-        if self.config.islands > 1 and self.config.strategy != "best-of-n" and self.islands is None:
+        if self.config.islands > 1 and self.islands is None:
             self.islands = isl.create(self.config.islands, seed.id, seed.fitness)
             return {"islands": self.islands.to_dict()}
         return None

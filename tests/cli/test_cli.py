@@ -245,8 +245,8 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path, toy_task):
         )
         wait_for_calls(archive, "c", 3)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
+        out, err = proc.communicate(timeout=150)
+        assert proc.returncode == 130, err  # an interruption is not a normal end
         assert "interrupted" in out and "discovery resume c" in out and "Traceback" not in err
         cli("resume", "c", archive=archive, check=True)
     conn = db(archive, "c")
