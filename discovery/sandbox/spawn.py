@@ -260,7 +260,11 @@ async def spawn(
         # Cancelled while the child was being set up: it exists already and would wait on its
         # stdin forever, outside any group we still track. Finish creating it, kill it, re-raise.
         with contextlib.suppress(Exception):
-            killpg((await creating).pid)
+            orphan = await creating
+            killpg(orphan.pid)
+            # Close its pipes now: a transport left to the garbage collector after the loop has
+            # closed prints "Event loop is closed" with a traceback on the way out.
+            orphan._transport.close()  # type: ignore[attr-defined]
         raise
     if stdin:
         assert proc.stdin is not None
