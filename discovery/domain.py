@@ -18,6 +18,7 @@ class Status(enum.StrEnum):
     OUTPUT_LIMIT = "output_limit"
     MEMORY_LIMIT = "memory_limit"
     CASCADE_STOPPED = "cascade_stopped"  # scored on the quick stage only, below the bar: never a parent
+    INFRA_FAILED = "infra_failed"  # the cluster lost its evaluation too often: not the candidate's fault
     REJECTED_DUPLICATE = "rejected_duplicate"
     REJECTED_SIMILAR = "rejected_similar"
     REJECTED_OUTSIDE_BLOCK = "rejected_outside_block"
@@ -75,6 +76,7 @@ class Candidate:
     arm: str | None = None
     similarity: float | None = None
     stage_fitness: float | None = None
+    node: str | None = None  # the cluster node that evaluated it (Ray executor)
 
 
 def code_hash(normalised_code: str) -> str:

@@ -19,6 +19,7 @@ from rich.text import Text
 from discovery.archive import ARCHIVE_FILE, Archive
 from discovery.config import LOCAL_MODEL, ModelConfig, RunConfig
 from discovery.errors import UserError
+from discovery.evaluation.executors import Executor
 from discovery.llm import LLMClient, ModelSpec, ready_specs
 from discovery.sandbox.base import Sandbox
 from discovery.search.loop import Search, Stats
@@ -85,6 +86,24 @@ def open_sandbox(config: RunConfig, task: Task, run_id: str, console: Console) -
     return sandbox
 
 
+def open_executor(
+    config: RunConfig, task: Task, run_id: str, console: Console
+) -> tuple[Executor, Sandbox | None]:
+    """Where evaluations run: a local sandbox, or Ray tasks that pick the sandbox on their node."""
+    if config.executor == "local":
+        from discovery.evaluation.executors.local import LocalExecutor
+
+        sandbox = open_sandbox(config, task, run_id, console)
+        return LocalExecutor(sandbox), sandbox
+    from discovery.evaluation.executors.ray import RayExecutor
+
+    executor = RayExecutor(config.ray_address, config.sandbox, task, run_id)
+    console.print(
+        f"Evaluating on the Ray cluster at {config.ray_address} (sandbox {config.sandbox}, chosen on each node)"
+    )
+    return executor, None
+
+
 def _progress_line(stats: Stats, started: float) -> Text:
     """The live status line: calls, evaluations, failures, best score, cost, elapsed time."""
     best = f"{stats.best:.6g}" if stats.best is not None else "-"
@@ -125,7 +144,7 @@ def _drive(
     run_id = run_dir.name
     with model_endpoints(config.models, console) as specs:
         client = LLMClient(specs, config.temperature, config.max_tokens, config.llm_timeout_s)
-        sandbox = open_sandbox(config, task, run_id, console)
+        executor, sandbox = open_executor(config, task, run_id, console)
         started = time.monotonic()
         try:
             with Live(
@@ -136,14 +155,24 @@ def _drive(
             ) as live:
                 update: Callable[[Stats], None] = lambda s: live.update(_progress_line(s, started))  # noqa: E731
                 search = Search(
-                    archive, task, config, client, sandbox, run_id, on_change=update, max_time=max_time
+                    archive,
+                    task,
+                    config,
+                    client,
+                    sandbox,
+                    run_id,
+                    on_change=update,
+                    max_time=max_time,
+                    executor=executor,
                 )
                 try:
                     reason = asyncio.run(search.run())
                 except KeyboardInterrupt:
                     reason = "interrupted (Ctrl-C)"
         finally:
-            sandbox.close()
+            executor.close()
+            if sandbox is not None:
+                sandbox.close()
     return reason
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ARCHIVE_FILE = "archive.sqlite"
 
 SCHEMA = """
@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS candidates (
     arm              TEXT,
     nearest_id       INTEGER,
     similarity       REAL,
-    stage_fitness    REAL
+    stage_fitness    REAL,
+    node             TEXT
 );
 CREATE INDEX IF NOT EXISTS candidates_hash ON candidates(code_hash);
 CREATE INDEX IF NOT EXISTS candidates_status ON candidates(status);
@@ -114,7 +115,10 @@ CREATE TABLE IF NOT EXISTS replays (
 """
 
 # MIGRATIONS[v] upgrades a version-v archive to v + 1. Append only; never edit a released step.
-MIGRATIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, str] = {
+    # 1 -> 2: the cluster node that evaluated each candidate (Ray executor); NULL for local runs.
+    1: "ALTER TABLE candidates ADD COLUMN node TEXT",
+}
 
 
 def upgrade(db: sqlite3.Connection, version: int) -> int:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from discovery import evaluation
 from discovery.archive import Archive
 from discovery.config import RunConfig
 from discovery.domain import Status
-from discovery.sandbox.base import Sandbox
+from discovery.evaluation.executors import Executor
 from discovery.search.strategies import promotion
 from discovery.task import Task
 
 
 async def challenge(
-    archive: Archive, task: Task, config: RunConfig, sandbox: Sandbox, run_id: str, challenger_id: int
+    archive: Archive, task: Task, config: RunConfig, executor: Executor, run_id: str, challenger_id: int
 ) -> None:
     """Re-evaluate champion and challenger on held-out seeds, decide, and record the decision."""
     champion = archive.candidate(archive.champion_id())
@@ -30,7 +29,7 @@ async def challenge(
     challenger_scores: list[float | None] = []
     for seed in seeds:
         for program, scores in ((champion, champion_scores), (challenger, challenger_scores)):
-            outcome = await evaluation.evaluate_once(sandbox, task, program.code, split, seed, labels)
+            outcome = await executor.evaluate_once(task, program.code, split, seed, labels)
             scores.append(outcome.score if outcome.status == Status.OK else None)
     if challenger.metrics.get("flagged") == 1.0:
         decision = promotion.Decision(

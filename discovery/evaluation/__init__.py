@@ -44,6 +44,8 @@ class Outcome:
     failure: str | None
     output_tail: str
     wall_s: float
+    sandbox: str | None = None  # the backend that ran it, filled in by the executor
+    node: str | None = None  # the cluster node that ran it (Ray executor); None when run here
 
 
 def task_limits(task: Task) -> Limits:
@@ -140,6 +142,7 @@ def runner_job(
     labels: dict[str, str],
     stage: str | None = None,
     nonce: str = "",
+    runner: Path | None = None,
 ) -> SandboxJob:
     """The sandbox job that runs the trusted runner on one candidate file (at a cheap stage, if named)."""
     argv = (
@@ -158,7 +161,7 @@ def runner_job(
     ) + (("--stage", stage) if stage else ())
     mounts = (
         Mount(task.path, TASK_MOUNT),
-        Mount(sandboxes_dir(), RUNNER_MOUNT),
+        Mount(runner or sandboxes_dir(), RUNNER_MOUNT),
         Mount(candidate_dir, CANDIDATE_MOUNT),
     )
     return SandboxJob(
@@ -174,8 +177,9 @@ async def evaluate_once(
     seed: int,
     labels: dict[str, str] | None = None,
     stage: str | None = None,
+    runner: Path | None = None,
 ) -> Outcome:
-    """Evaluate a program once on a split with a seed, in a fresh sandbox."""
+    """Evaluate a program once on a split with a seed, in a fresh sandbox (runner: the shipped runner folder)."""
     candidate_dir = Path(tempfile.mkdtemp(prefix="discovery-cand-"))
     try:
         # World-readable: the sandbox runs as an unprivileged user.
@@ -184,21 +188,28 @@ async def evaluate_once(
         path.write_text(code)
         path.chmod(0o444)
         nonce = secrets.token_hex(16)
-        result = await sandbox.run(runner_job(task, candidate_dir, split, seed, labels or {}, stage, nonce))
+        result = await sandbox.run(
+            runner_job(task, candidate_dir, split, seed, labels or {}, stage, nonce, runner)
+        )
     finally:
         shutil.rmtree(candidate_dir, ignore_errors=True)
     return parse_result(result, nonce)
 
 
 async def evaluate(
-    sandbox: Sandbox, task: Task, code: str, split: str | None = None, labels: dict[str, str] | None = None
+    sandbox: Sandbox,
+    task: Task,
+    code: str,
+    split: str | None = None,
+    labels: dict[str, str] | None = None,
+    runner: Path | None = None,
 ) -> Outcome:
     """Evaluate with the task's repeats (seeds seed, seed+1, ...); the score is their mean."""
     split = split or task.spec.evaluation.train_split
     first_seed = task.spec.evaluation.seed
     outcomes = []
     for repeat in range(task.spec.evaluation.repeats):
-        outcome = await evaluate_once(sandbox, task, code, split, first_seed + repeat, labels)
+        outcome = await evaluate_once(sandbox, task, code, split, first_seed + repeat, labels, runner=runner)
         if outcome.status != "ok":
             return outcome
         outcomes.append(outcome)
