@@ -5,6 +5,8 @@ The CLI's tables and the end-of-run summary render these; nothing here prints or
 
 from __future__ import annotations
 
+from collections import Counter
+
 import dataclasses
 import difflib
 import time
@@ -87,9 +89,11 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
                     "operator": c.operator,
                     "eval_wall_s": c.eval_wall_s,
                     "sandbox": c.sandbox,
+                    "node": c.node,
                 }
                 for c in ok[:top]
             ],
+            "nodes": dict(Counter(c.node for c in archive.candidates() if c.node)),
             "models": archive.usage_by_model(),
             "stops": [{"at": e["at"], **e["data"]} for e in archive.events("run_stopped")],
             "replays": archive.replays(),

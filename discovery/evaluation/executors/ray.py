@@ -116,7 +116,8 @@ class RayExecutor:
     ) -> None:
         self.ray = import_ray()
         self.backend, self.run_id, self.grace_s, self.max_requeues = backend, run_id, grace_s, max_requeues
-        if not self.ray.is_initialized():
+        self.owns_connection = not self.ray.is_initialized()
+        if self.owns_connection:
             try:
                 self.ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -211,6 +212,6 @@ class RayExecutor:
         return await self._submit(Request(code, split, labels or {}, seed, stage), 1)
 
     def close(self) -> None:
-        """Disconnect this driver from the cluster (the cluster itself keeps running)."""
-        if self.ray.is_initialized():
+        """Disconnect from the cluster if this executor connected (the cluster itself keeps running)."""
+        if self.owns_connection and self.ray.is_initialized():
             self.ray.shutdown()
