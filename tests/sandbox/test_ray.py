@@ -20,8 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from discovery.app.render import print_run
 from discovery.archive import Archive
+from discovery.archive.views import run_report
 from discovery.config import ModelConfig, RunConfig
 from discovery.domain import Status
 from discovery.evaluation.executors import bundle
@@ -236,3 +239,38 @@ def test_a_hung_candidate_is_killed_at_its_deadline(cluster, hung_task) -> None:
     while processes_matching(str(bundle.bundle_dir(executor.bundle_name))) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not processes_matching(str(bundle.bundle_dir(executor.bundle_name)))  # nothing left running
+
+
+def test_kill_9_of_the_driver_then_resume_loses_nothing_and_repeats_nothing(
+    cluster, toy_task, tmp_path
+) -> None:
+    from tests.cli.test_cli import cli, db, start_cli, wait_for_calls
+    from tests.fake_llm import FakeLLMServer
+
+    archive, budget = tmp_path / "archive", 6
+    answers = iter(range(1, 1000))
+    with FakeLLMServer(default=lambda req: sleepy(-next(answers) / 100, 0.2), latency_s=0.3) as server:
+        args = ["--model", "openai/fake", "--api-base", server.api_base, "--budget", str(budget)]
+        args += ["--executor", "ray", "--ray-address", cluster.address, "--sandbox", backend(), "--name", "k"]
+        proc = start_cli("run", str(toy_task), *args, archive=archive)
+        wait_for_calls(archive, "k", 3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with db(archive, "k") as conn:
+            before = dict(conn.execute("SELECT id, score FROM candidates WHERE status = 'ok'").fetchall())
+        cli("resume", "k", archive=archive, check=True)
+
+    conn = db(archive, "k")
+    assert conn.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0] == budget
+    assert conn.execute("SELECT COUNT(*) FROM candidates WHERE status = 'pending'").fetchone()[0] == 0
+    after = dict(conn.execute("SELECT id, score FROM candidates WHERE status = 'ok'").fetchall())
+    assert before and all(after[cid] == score for cid, score in before.items())
+    evaluated = [
+        r[0] for r in conn.execute("SELECT candidate_id FROM events WHERE kind = 'candidate_evaluated'")
+    ]
+    assert len(evaluated) == len(set(evaluated))
+    nodes = {r[0] for r in conn.execute("SELECT node FROM candidates WHERE status = 'ok'")}
+    assert None not in nodes
+    console = Console(record=True, width=200)
+    print_run(run_report(archive / "k"), console)  # what `archive show` prints
+    assert "evaluated on: " + next(iter(nodes)) in console.export_text()
