@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -68,20 +69,17 @@ def evaluate_on_node(shipped: list, name: str, backend: str, run_id: str, reques
     root = bundle.unpacked(name) or bundle.unpack(name, ray.get(shipped[0]))
     task = load_task(root / bundle.TASK_DIR)
     runner = root / bundle.RUNNER_DIR
-    sandbox = make_sandbox(backend, image=task.spec.image, run_id=run_id)
+    # Workers on one node run evaluations side by side, and a Docker backend's close() removes its
+    # run's containers: each evaluation is its own "run" there, so closing one spares the others.
+    own_id = f"{run_id}.{secrets.token_hex(4)}"
+    labels = {**request.labels, "discovery.run": own_id}
+    sandbox = make_sandbox(backend, image=task.spec.image, run_id=own_id)
     try:
         if request.seed is None:
-            run = evaluation.evaluate(sandbox, task, request.code, request.split, request.labels, runner)
+            run = evaluation.evaluate(sandbox, task, request.code, request.split, labels, runner)
         else:
             run = evaluation.evaluate_once(
-                sandbox,
-                task,
-                request.code,
-                request.split,
-                request.seed,
-                request.labels,
-                request.stage,
-                runner,
+                sandbox, task, request.code, request.split, request.seed, labels, request.stage, runner
             )
         outcome = asyncio.run(run)
     finally:
