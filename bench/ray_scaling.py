@@ -81,6 +81,7 @@ def main() -> None:
         backend = "bwrap"
     except SandboxUnavailable:
         backend = "process"
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private one-machine instance: no token in ~/.ray
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
     ray.init(address="local", num_cpus=max(SLOTS), include_dashboard=False, logging_level=logging.WARNING)
     resources = ray.cluster_resources()

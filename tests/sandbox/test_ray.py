@@ -102,6 +102,8 @@ class Cluster:
             "RAY_health_check_period_ms": "500",
             "RAY_health_check_failure_threshold": "3",
             "RAY_health_check_initial_delay_ms": "0",
+            # A private loopback cluster: no token (Ray would otherwise write one under ~/.ray).
+            "RAY_AUTH_MODE": "disabled",
         }
         self._start(
             "--head", "--port", str(self.port), "--temp-dir", self.temp_dir, "--include-dashboard=false"
@@ -113,7 +115,10 @@ class Cluster:
         """`ray start` one small node: one CPU slot, the smallest object store."""
         small = ("--num-cpus", "1", "--object-store-memory", "80000000", "--node-ip-address", "127.0.0.1")
         argv = [RAY, "start", *args, *small, "--disable-usage-stats"]
-        subprocess.run(argv, env=self.env, check=True, capture_output=True, timeout=120)
+        done = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"`ray start {' '.join(args)}` failed:\n{(done.stdout + done.stderr)[-3000:]}")
 
     def second_node(self) -> set[int]:
         """The second node's raylet and everything under it (its workers and their sandboxes)."""
@@ -132,11 +137,16 @@ def cluster() -> Iterator[Cluster]:
     """One local two-node cluster for the whole test session."""
     if not shutil.which(RAY):
         pytest.skip(f"the ray command is missing next to {sys.executable}")
-    started = Cluster()
+    env = pytest.MonkeyPatch()
+    env.setenv("RAY_AUTH_MODE", "disabled")  # for this driver and the CLI drivers the tests start
     try:
-        yield started
+        started = Cluster()
+        try:
+            yield started
+        finally:
+            started.stop()
     finally:
-        started.stop()
+        env.undo()
 
 
 def backend() -> str:
