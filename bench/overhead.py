@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from discovery.archive import Archive  # noqa: E402
 from discovery.config import ModelConfig, RunConfig  # noqa: E402
-from discovery.llm import LLMClient, ModelSpec, _litellm  # noqa: E402
+from discovery.llm import LLMClient, ModelSpec  # noqa: E402
+from discovery.llm.client import _litellm  # noqa: E402
 from discovery.sandbox.process import ProcessSandbox  # noqa: E402
 from discovery.search.loop import Search  # noqa: E402
 from discovery.task import load_task  # noqa: E402

@@ -8,6 +8,7 @@ Layers, top to bottom; a module imports only from its own unit or from a layer b
     archive  program  llm  evaluation     SQLite store and views; blocks, patches, prompts; models; scoring
     sandbox                               backends (process, bwrap, docker) and images
     task                                  a task folder: spec, seed, evaluator
+    openevolve_task                       an OpenEvolve example folder, read as it is
     domain  config  errors  program.blocks  vocabulary, run options, user errors, EVOLVE blocks
 
 `sandboxes/` (installed as discovery._sandboxes) runs inside a sandbox and imports nothing from here.
@@ -19,6 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("archive", "program", "llm", "evaluation"),
     ("sandbox",),
     ("task",),
+    ("openevolve_task",),
     ("domain", "config", "errors", "program.blocks"),
 )
 

@@ -25,8 +25,35 @@ class ModelConfig(BaseModel):
     api_base: str | None = None
 
 
-# Model names with a meaning of their own: the embedded model, served on 127.0.0.1 by discovery.
-LOCAL_MODEL = "local"
+# Model names with a meaning of their own: models discovery serves itself on 127.0.0.1.
+LOCAL_MODEL = "local"  # the embedded default local model
+LOCAL_PREFIX = "local:"  # local:NAME (a pinned model) or local:PATH (a .gguf file)
+
+# Defaults for runs on a small local model (2 CPU cores, 135M-1.5B parameters): they cannot write
+# reliable diffs and rewrite whole programs when shown them, so they see and rewrite only the EVOLVE
+# block; a reply cap keeps one rambling reply from taking many minutes (2-13 tokens/s on 2 shared
+# cores); no inspirations keeps the prompt short (prefill is a third to a half of a call here); a
+# hotter temperature makes them copy the parent back less often; a call may take minutes, and a
+# timeout would throw the work away, so the limit is long (the token cap bounds a call anyway).
+LOCAL_DEFAULTS: dict[str, object] = {
+    "reply_format": "block",
+    "max_tokens": 1024,
+    "inspirations": 0,
+    "temperature": 1.0,
+    "llm_timeout_s": 1200,
+}
+
+
+def is_local_model(name: str) -> bool:
+    """True for `local`, `local:NAME` and `local:PATH`: models discovery serves itself."""
+    return name == LOCAL_MODEL or name.startswith(LOCAL_PREFIX)
+
+
+def model_defaults(model_names: list[str]) -> dict[str, object]:
+    """Run options whose default depends on the models: LOCAL_DEFAULTS for a local model, else none."""
+    return dict(LOCAL_DEFAULTS) if any(is_local_model(n) for n in model_names) else {}
+
+
 # Search features best-of-n switches off, and the value that means "off" for each.
 SEARCH_FEATURES_OFF = {
     "islands": 1,
@@ -62,7 +89,6 @@ class RunConfig(BaseModel):
     reply_format: Literal["diff", "full", "block"] = Field(
         default="diff",
         description="what the LLM replies with",
-        json_schema_extra={"default_text": "diff (block for `local`)"},
     )
     sandbox: Literal["auto", "docker", "bwrap", "process"] = Field(
         default="auto", description="isolation backend (auto: docker, else bubblewrap)"
@@ -83,7 +109,6 @@ class RunConfig(BaseModel):
         default=4096,
         ge=64,
         description="reply length cap in tokens",
-        json_schema_extra={"default_text": "4096 (1024 for `local`)"},
     )
     llm_timeout_s: float = Field(
         default=300, gt=0, description="seconds one LLM call may take before it is retried"
@@ -104,8 +129,15 @@ class RunConfig(BaseModel):
     )
     reflection: bool = Field(default=False, description="ReEvo short- and long-term reflection")
     reflection_every: int = Field(default=5, ge=1, description="short-term reflections per long-term one")
+    # Off by default: the budget counts LLM calls, and a rejected proposal spends one and yields
+    # nothing. Token similarity cannot tell a changed constant (which changes the score) from a
+    # copy, so at 0.95 the check rejected most constant-tuning edits (README, "Benchmarks").
+    # Exact duplicates are rejected for free by hash whatever this is.
     novelty_threshold: float | None = Field(
-        default=0.95, gt=0, le=1, description="reject proposals at least this similar to an archived one"
+        default=None,
+        gt=0,
+        le=1,
+        description="reject proposals at least this similar to an archived one, e.g. 0.95",
     )
     novelty_resamples: int = Field(
         default=3, ge=0, description="novelty rejections in a row before a proposal is evaluated anyway"
@@ -126,14 +158,25 @@ class RunConfig(BaseModel):
     promotion_alpha: float = Field(
         default=0.05, gt=0, lt=1, description="significance level of the promotion gate"
     )
+    # --- agent tasks (tasks with an [agent] table; see README, "Agent tasks") ---
+    agent_model: str = Field(
+        default="local",
+        min_length=1,
+        description="litellm model the candidates' agents call through the gateway ('local': the embedded model)",
+    )
+    agent_api_base: str | None = Field(default=None, description="base URL of the agent model's server")
 
     @model_validator(mode="before")
     @classmethod
-    def _local_model_defaults(cls, data: Any) -> Any:
-        # A tiny local model cannot write reliable diffs and rambles: block replies, shorter cap.
-        if isinstance(data, dict) and any(_model_name(m) == LOCAL_MODEL for m in data.get("models") or []):
-            data = {"reply_format": "block", "max_tokens": 1024, **data}
-        return data
+    def _defaults_for_models(cls, data: Any) -> Any:
+        """Fill options the caller left out with the defaults of the run's models (see model_defaults)."""
+        if not isinstance(data, dict):
+            return data
+        names = [_model_name(m) or "" for m in data.get("models") or []]
+        return {
+            **model_defaults(names),
+            **{k: v for k, v in data.items() if v is not None or k not in LOCAL_DEFAULTS},
+        }
 
     @model_validator(mode="after")
     def _baseline_turns_search_off(self) -> RunConfig:
@@ -154,8 +197,10 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _local_alone(self) -> RunConfig:
-        if any(m.name == "local" for m in self.models) and len(self.models) > 1:
-            raise ValueError("the embedded 'local' model cannot be mixed with other models in one run")
+        if any(is_local_model(m.name) for m in self.models) and len(self.models) > 1:
+            raise ValueError(
+                "a local model (local, local:NAME, local:PATH) cannot be mixed with other models in one run"
+            )
         return self
 
 

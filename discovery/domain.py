@@ -19,6 +19,8 @@ class Status(enum.StrEnum):
     MEMORY_LIMIT = "memory_limit"
     CASCADE_STOPPED = "cascade_stopped"  # scored on the quick stage only, below the bar: never a parent
     INFRA_FAILED = "infra_failed"  # the cluster lost its evaluation too often: not the candidate's fault
+    # The task's evaluator raised its own error (not CandidateError): not the candidate's fault, never repaired.
+    EVALUATOR_FAILED = "evaluator_failed"
     REJECTED_DUPLICATE = "rejected_duplicate"
     REJECTED_SIMILAR = "rejected_similar"
     REJECTED_OUTSIDE_BLOCK = "rejected_outside_block"

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import ast
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from discovery import openevolve_task
 from discovery.errors import UserError
-from discovery.program.blocks import marker_problem
+from discovery.program.blocks import marker_problem, split_block
+
+# A function a brief asks for: a backticked plain name followed by "(", as in `build()` or `step(params, ...)`.
+_NAMED_FUNCTION = re.compile(r"`([A-Za-z_]\w*)\(")
 
 
 class Objective(BaseModel):
@@ -45,6 +50,42 @@ class Evaluation(BaseModel):
     repeats: int = Field(default=1, ge=1, le=100)
     # A cheap stage evaluate() accepts (evaluate(..., stage=NAME)), used by --cascade to gate the full one.
     cascade_stage: str | None = None
+    # Same program, same score on every seed and repeat: the promotion gate compares once, exactly.
+    deterministic: bool = False
+
+
+class AgentBudget(BaseModel):
+    """What one evaluation of an agent may spend through the LLM gateway (the `[agent]` table).
+
+    A task with this table is an agent task: each evaluation gets its own gateway socket, token
+    and a fresh copy of this budget; the gateway refuses any call that would go past it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    calls: int = Field(default=200, ge=1, le=100_000, description="chat requests (n=k counts k)")
+    tokens: int = Field(default=200_000, ge=1, description="prompt + completion tokens")
+    dollars: float = Field(default=0.50, ge=0, description="USD, as litellm prices the agent model")
+    concurrent: int = Field(default=4, ge=1, le=64, description="calls in flight at once")
+    prompt_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024, description="request body")
+    wall_s: float = Field(default=300.0, gt=0, description="seconds from the sandbox's start")
+    max_tokens: int = Field(
+        default=1024, ge=1, description="completion tokens per call (larger asks are capped)"
+    )
+    max_n: int = Field(default=8, ge=1, le=64, description="completions per request")
+
+
+class OpenEvolveScoring(BaseModel):
+    """How the runner scores an OpenEvolve folder (see discovery.openevolve_task); set by its adapter."""
+
+    model_config = ConfigDict(extra="forbid")
+    # evaluator.cascade_evaluation with an evaluate_stage1: the full evaluation is OpenEvolve's cascade.
+    cascade: bool = False
+    thresholds: list[float] = [0.5, 0.75, 0.9]
+    # Metrics left out of the mean when there is no combined_score (MAP-Elites feature dimensions).
+    features: list[str] = []
+    # For `tasks validate`: what was understood about the fitness and the stages.
+    metric_summary: str = ""
+    stage_summary: str = ""
 
 
 class TaskSpec(BaseModel):
@@ -58,6 +99,10 @@ class TaskSpec(BaseModel):
     objective: Objective = Objective()
     resources: Resources = Resources()
     evaluation: Evaluation = Evaluation()
+    # Present only for agent tasks: candidates that call an LLM through the run's gateway.
+    agent: AgentBudget | None = None
+    # Set for an OpenEvolve folder read as it is: evaluator.py's evaluate(program_path) scores it.
+    openevolve: OpenEvolveScoring | None = None
 
     @field_validator("candidate")
     @classmethod
@@ -89,6 +134,11 @@ class Task(BaseModel):
     def maximize(self) -> bool:
         return self.spec.objective.direction == "maximize"
 
+    @property
+    def is_agent(self) -> bool:
+        """Whether candidates call an LLM (the task declares an `[agent]` budget)."""
+        return self.spec.agent is not None
+
     def fitness(self, score: float) -> float:
         """Higher is better, whatever the direction."""
         return score if self.maximize else -score
@@ -97,6 +147,8 @@ class Task(BaseModel):
 def find_problems(path: Path) -> list[str]:
     """Every problem with a task folder, each a sentence that names the fix; empty when valid."""
     path = Path(path)
+    if openevolve_task.is_openevolve_folder(path):
+        return openevolve_task.read_folder(path)[1]
     if not path.is_dir():
         return [
             f"{path}: no such task folder (a task is a folder holding task.toml, program.py and evaluate.py)"
@@ -106,7 +158,8 @@ def find_problems(path: Path) -> list[str]:
     toml_path = path / "task.toml"
     if not toml_path.is_file():
         problems.append(
-            f"{toml_path}: missing; create it with at least `name` and `brief` (see README, 'Writing a task')"
+            f"{toml_path}: missing; create it with at least `name` and `brief` (see README, 'Writing a task'), "
+            f"or give an OpenEvolve folder ({openevolve_task.PROGRAM} and {openevolve_task.EVALUATOR})"
         )
     else:
         try:
@@ -118,9 +171,31 @@ def find_problems(path: Path) -> list[str]:
                 where = ".".join(str(p) for p in err["loc"]) or "(top level)"
                 problems.append(f"{toml_path}: {where}: {err['msg']}")
     candidate_name = spec.candidate if spec else "program.py"
-    problems += _program_problems(path / candidate_name)
+    program_problems = _program_problems(path / candidate_name)
+    problems += program_problems
+    if spec is not None and not program_problems:
+        problems += _brief_problems(toml_path, spec.brief, path / candidate_name)
     problems += _evaluator_problems(path / "evaluate.py")
     return problems
+
+
+def _brief_problems(toml_path: Path, brief: str, program: Path) -> list[str]:
+    """Functions the brief names (`name()`) that the EVOLVE block does not define: the model cannot write them."""
+    block = split_block(program.read_text())
+    if block is None:
+        return []
+    try:
+        tree = ast.parse(block.body)
+    except SyntaxError:
+        return []  # a block that parses only with its context; the program check covers syntax
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    named = dict.fromkeys(_NAMED_FUNCTION.findall(brief))
+    return [
+        f"{toml_path}: brief names `{name}()`, which the EVOLVE block of {program.name} does not define; "
+        "a brief may ask only for what the model can change (define it in the block or name the block's function)"
+        for name in named
+        if name not in defined
+    ]
 
 
 def _program_problems(program: Path) -> list[str]:
@@ -162,6 +237,12 @@ def _evaluator_problems(evaluator: Path) -> list[str]:
     return []
 
 
+def bundled_tasks_dir() -> Path | None:
+    """The tasks/ folder shipped beside the package (a checkout or an editable install), if any."""
+    folder = Path(__file__).resolve().parent.parent / "tasks"
+    return folder if folder.is_dir() else None
+
+
 def load_task(path: Path | str) -> Task:
     """Load a task folder, or raise UserError listing every problem."""
     path = Path(path)
@@ -170,5 +251,28 @@ def load_task(path: Path | str) -> Task:
         raise UserError(f"invalid task: {problems[0]}")
     if problems:
         raise UserError("invalid task:\n  " + "\n  ".join(problems))
+    if openevolve_task.is_openevolve_folder(path):
+        return _openevolve_task(path)
     spec = TaskSpec.model_validate(tomllib.loads((path / "task.toml").read_text()))
+    return Task(path=path.resolve(), spec=spec, seed_code=(path / spec.candidate).read_text())
+
+
+def _openevolve_task(path: Path) -> Task:
+    """The Task for an OpenEvolve folder: its initial program, system message and evaluator as they are."""
+    folder, _ = openevolve_task.read_folder(path)
+    assert folder is not None  # load_task checked the folder first
+    spec = TaskSpec(
+        name=folder.name,
+        brief=folder.brief,
+        candidate=openevolve_task.PROGRAM,
+        resources=Resources(timeout_s=folder.timeout_s),
+        evaluation=Evaluation(cascade_stage="stage1" if "stage1" in folder.stages else None),
+        openevolve=OpenEvolveScoring(
+            cascade=folder.cascade,
+            thresholds=list(folder.thresholds),
+            features=list(folder.features),
+            metric_summary=folder.metric_summary(),
+            stage_summary=folder.stage_summary(),
+        ),
+    )
     return Task(path=path.resolve(), spec=spec, seed_code=(path / spec.candidate).read_text())

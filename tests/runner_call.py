@@ -21,6 +21,7 @@ def run_runner(
     seed: int = 0,
     stage: str | None = None,
     timeout: float = 300,
+    openevolve: dict | None = None,
 ) -> dict:
     """Run the real runner on a candidate file and return its one result line's JSON payload."""
     cmd = [
@@ -39,6 +40,8 @@ def run_runner(
     ]
     if stage is not None:
         cmd += ["--stage", stage]
+    if openevolve is not None:
+        cmd += ["--openevolve", json.dumps(openevolve)]
     # The runner reads a nonce line from a non-TTY stdin: an empty stdin gives it "" instead of blocking.
     proc = subprocess.run(cmd, input="", capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARK)]

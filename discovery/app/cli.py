@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -11,12 +12,16 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
 from discovery.app import options, render, runs
+from discovery.app.exits import ExitCode
 from discovery.archive import views
-from discovery.config import LOCAL_MODEL, ModelConfig, RunConfig
+from discovery.config import LOCAL_MODEL, ModelConfig, RunConfig, is_local_model
 from discovery.errors import UserError
+from discovery.evaluation import SandboxError
 from discovery.llm import ModelSpec
+from discovery.llm.local.models import resolve as resolve_local_model
 from discovery.sandbox.base import SandboxUnavailable
 
 console = Console(soft_wrap=True)
@@ -24,9 +29,12 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _validation_message(exc: ValidationError) -> str:
+    """Pydantic's errors as one line; a run option is named as its flag (budget -> --budget)."""
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])
+        if exc.title == "RunConfig" and len(err["loc"]) == 1 and where not in ("task", "models"):
+            where = "--" + where.replace("_", "-")
         parts.append(f"{where}: {err['msg']}" if where else err["msg"])
     return "; ".join(parts)
 
@@ -37,16 +45,19 @@ def main() -> None:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         err_console.print("aborted")
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (UserError, SandboxUnavailable) as exc:
+    except UserError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
-        sys.exit(2)
+        sys.exit(ExitCode.USER_ERROR)
+    except (SandboxUnavailable, SandboxError) as exc:
+        err_console.print(f"[bold red]sandbox error:[/bold red] {exc}", highlight=False)
+        sys.exit(ExitCode.SANDBOX)
     except ValidationError as exc:
         err_console.print(f"[bold red]error:[/bold red] {_validation_message(exc)}", highlight=False)
-        sys.exit(2)
+        sys.exit(ExitCode.USER_ERROR)
     except SystemExit:
         raise
 
@@ -67,12 +78,22 @@ def cli(verbose: bool) -> None:
 # ----- run / resume -----------------------------------------------------------------------------
 
 
-def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **options) -> RunConfig:
-    names = models or (os.environ.get("DISCOVERY_MODEL") or LOCAL_MODEL,)
+def _model_specs(names: tuple[str, ...], api_base: str | None) -> list[ModelSpec]:
+    """ModelSpecs from --model NAME[=WEIGHT] values; a bad one (or an unknown local model) is a UserError."""
     try:
         specs = [ModelSpec.parse(m, api_base) for m in names]
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    for spec in specs:
+        if is_local_model(spec.name):
+            resolve_local_model(spec.name)  # an unknown name or a missing file fails before any run folder
+    return specs
+
+
+def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **options) -> RunConfig:
+    names = models or (os.environ.get("DISCOVERY_MODEL") or LOCAL_MODEL,)
+    specs = _model_specs(names, api_base)
+    # Options left out get RunConfig's defaults, some of which depend on the models (config.model_defaults).
     model_configs = [ModelConfig(name=s.name, weight=s.weight, api_base=s.api_base) for s in specs]
     config = RunConfig(task=task, models=model_configs, **{k: v for k, v in options.items() if v is not None})
     if config.map_elites:
@@ -89,11 +110,12 @@ def _build_config(task: str, models: tuple[str, ...], api_base: str | None, **op
     "models",
     multiple=True,
     metavar="NAME[=WEIGHT]",
-    help="litellm model string (repeat for an ensemble, with weights). Default: $DISCOVERY_MODEL or 'local'.",
+    help="litellm model string (repeat for an ensemble, with weights), or local, local:NAME, local:PATH.gguf. "
+    "Default: $DISCOVERY_MODEL or 'local'.",
 )
 @click.option("--api-base", help="Base URL of an OpenAI-compatible server (use with --model openai/<name>).")
 @click.option("--name", help="Run name (default <task>-<date>-<time>).")
-@click.option("--no-novelty", is_flag=True, help="Turn the novelty check off.")
+@click.option("--no-novelty", is_flag=True, help="Turn the novelty check off (the default).")
 @options.config_options
 def run(
     task: str, models: tuple[str, ...], api_base: str | None, name: str | None, no_novelty: bool, **settings
@@ -104,16 +126,48 @@ def run(
         config = RunConfig.model_validate({**config.model_dump(), "novelty_threshold": None})
     outcome = runs.start_run(task, config, name, console)
     render.print_summary(outcome.run_dir, outcome.stop_reason, console)
+    sys.exit(outcome.exit_code)
 
 
 @cli.command()
 @click.argument("run")
-@click.option("--add-budget", type=int, help="Allow this many more LLM calls than the run's budget.")
-@click.option("--max-time", type=float, help="Stop after this many seconds.")
-def resume(run: str, add_budget: int | None, max_time: float | None) -> None:
+@click.option(
+    "--add-budget",
+    type=click.IntRange(min=1),
+    help="Allow this many more LLM calls than the run's budget.",
+)
+@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME[=WEIGHT]",
+    help="Continue with these models instead of the stored ones (each call records its model).",
+)
+@click.option("--api-base", help="Base URL of an OpenAI-compatible server for the (new) models.")
+def resume(
+    run: str, add_budget: int | None, max_time: float | None, models: tuple[str, ...], api_base: str | None
+) -> None:
     """Continue RUN exactly where it stopped (also after a crash or kill -9)."""
-    outcome = runs.resume_run(run, console, add_budget, max_time)
+    from discovery.config import ModelConfig, RunConfig
+
+    new_models = None
+    if models or api_base:
+        if models:
+            specs = _model_specs(models, api_base)
+            new_models = [ModelConfig(name=s.name, weight=s.weight, api_base=s.api_base) for s in specs]
+        else:
+            from discovery.archive import Archive
+
+            stored = Archive.open_readonly(runs.resolve_run(run))
+            try:
+                config = RunConfig.model_validate(stored.meta()["config"])
+            finally:
+                stored.close()
+            new_models = [m.model_copy(update={"api_base": api_base}) for m in config.models]
+    outcome = runs.resume_run(run, console, add_budget, max_time, new_models)
     render.print_summary(outcome.run_dir, outcome.stop_reason, console)
+    sys.exit(outcome.exit_code)
 
 
 # ----- archive ----------------------------------------------------------------------------------
@@ -167,6 +221,86 @@ def archive_diff(run: str, a: int, b: int, as_json: bool) -> None:
     _print_json({"a": a, "b": b, "diff": text}) if as_json else click.echo(text or "(identical)")
 
 
+@archive.command("report")
+@click.argument("run")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="HTML file to write.")
+@click.option(
+    "--top",
+    type=click.IntRange(1),
+    default=500,
+    show_default=True,
+    help="Full sections for at most this many candidates (the best, plus the champion's ancestors).",
+)
+@click.option("--all", "every", is_flag=True, help="A full section for every candidate, however many.")
+def archive_report(run: str, output: str, top: int, every: bool) -> None:
+    """Write RUN and its candidates as one self-contained HTML file (no network needed to view it)."""
+    from discovery.app.web.report import write_report
+
+    size, shown, total = write_report(runs.resolve_run(run), Path(output), None if every else top)
+    console.print(
+        f"wrote {output} ({size / 1e6:.2f} MB, {shown} of {total} candidates in full); open it in any browser, offline"
+    )
+
+
+@archive.command("plot")
+@click.argument("run_names", metavar="RUN...", nargs=-1, required=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Image to write (.png, .svg, .pdf).",
+)
+@click.option(
+    "--x",
+    "x",
+    type=click.Choice(["calls", "cost", "time"]),
+    default="calls",
+    show_default=True,
+    help="x axis.",
+)
+def archive_plot(run_names: tuple[str, ...], output: str, x: str) -> None:
+    """Plot the best score so far of one or more runs on one figure (needs matplotlib)."""
+    from discovery.app.web.plot import plot_runs
+
+    if Path(output).suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise UserError(f"-o {output}: give a .png, .svg or .pdf file name")
+    plot_runs([runs.resolve_run(r) for r in run_names], Path(output), x)
+    console.print(f"wrote {output}")
+
+
+# ----- ui ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("run_names", metavar="[RUN]...", nargs=-1)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (loopback unless you mean it).",
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free one)."
+)
+def ui(run_names: tuple[str, ...], host: str, port: int) -> None:
+    """Browse runs in a local web page (read-only): curves, lineage tree, candidates, diffs, prompts."""
+    from discovery.app.web.server import Catalogue, serve
+
+    catalogue = Catalogue(runs.archive_root(), tuple(runs.resolve_run(r) for r in run_names))
+
+    def announce(text: str) -> None:
+        console.print(text, highlight=False)
+        sys.stdout.flush()
+
+    try:
+        serve(catalogue, host, port, announce)
+    except OSError as exc:
+        raise UserError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port (0: any free)"
+        ) from None
+
+
 # ----- replay / export --------------------------------------------------------------------------
 
 
@@ -182,7 +316,14 @@ def archive_diff(run: str, a: int, b: int, as_json: bool) -> None:
     type=click.Choice(["auto", "docker", "bwrap", "process"]),
     help="Backend (default: the run's).",
 )
-@click.option("--tolerance", type=float, help="Allowed |archived - replayed| (default: the task's).")
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    help="Allowed |archived - replayed| (default: the task's).",
+)
+@click.option("--live", is_flag=True, help="Agents: call a model now instead of the recorded replies.")
+@click.option("--agent-model", help="With --live: the model to call (default: the run's agent model).")
+@click.option("--agent-api-base", help="With --live: base URL of that model's server.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def replay(
     run: str,
@@ -191,6 +332,9 @@ def replay(
     best: bool,
     sandbox: str | None,
     tolerance: float | None,
+    live: bool,
+    agent_model: str | None,
+    agent_api_base: str | None,
     as_json: bool,
 ) -> None:
     """Re-evaluate a candidate fresh in a sandbox; exit 1 when its score does not hold."""
@@ -205,15 +349,28 @@ def replay(
     if sum([best, champion, candidate_id is not None]) > 1:
         raise UserError("give one of --best, --champion or --candidate ID")
     run_dir = runs.resolve_run(run)
-    archived = Archive.open(run_dir)
-    meta = archived.meta()
-    if champion:
-        candidate_id = archived.champion_id()
-    archived.close()
-    backend = sandbox or RunConfig.model_validate(meta["config"]).sandbox
-    box = make_sandbox(backend, image=load_task(meta["task_path"]).spec.image, run_id=run_dir.name)
+    archived = Archive.open_readonly(run_dir)
     try:
-        result = do_replay(run_dir, candidate_id, box, tolerance)
+        meta = archived.meta()
+        if champion:
+            candidate_id = archived.champion_id()
+    finally:
+        archived.close()
+    if (agent_model or agent_api_base) and not live:
+        raise UserError("--agent-model and --agent-api-base go with --live")
+    config = RunConfig.model_validate(meta["config"])
+    task = load_task(meta["task_path"])
+    if live and not task.is_agent:
+        raise UserError(f"--live replays agents; task {task.name} has no [agent] table")
+    box = make_sandbox(sandbox or config.sandbox, image=task.spec.image, run_id=run_dir.name)
+    try:
+        with contextlib.ExitStack() as stack:
+            model = None
+            if live:
+                name = agent_model or config.agent_model
+                base = agent_api_base if agent_model else (agent_api_base or config.agent_api_base)
+                model = runs.agent_model_spec(name, base, stack, console)
+            result = do_replay(run_dir, candidate_id, box, tolerance, live=model)
     finally:
         box.close()
     if as_json:
@@ -225,11 +382,18 @@ def replay(
             if result.replayed is not None
             else f"{result.status} ({result.failure})"
         )
+        mode = {"recorded": ", on the recorded agent replies", "live": ", agent calling a model now"}.get(
+            result.mode, ""
+        )
+        if result.interval is not None:
+            replayed += f" (95% interval {result.interval[0]:.4g}-{result.interval[1]:.4g})"
         console.print(
             f"candidate {result.candidate_id}: archived {result.archived:.10g}, replayed {replayed} "
-            f"(tolerance {result.tolerance:g}, sandbox {box.name}): {verdict}"
+            f"(tolerance {result.tolerance:g}, sandbox {box.name}{mode}): {verdict}"
         )
-    sys.exit(0 if result.holds else 1)
+        for divergence in result.divergences[:20]:
+            console.print(Text(f"  divergence: {divergence}"))
+    sys.exit(ExitCode.OK if result.holds else ExitCode.FAILED_CHECK)
 
 
 @cli.command()
@@ -244,13 +408,40 @@ def export(run: str, best: bool, candidate_id: int | None, output: str) -> None:
 
     if best and candidate_id is not None:
         raise UserError("give either --best or --candidate ID, not both")
-    archived = Archive.open(runs.resolve_run(run))
+    target = Path(output)
+    if not target.parent.is_dir():
+        raise UserError(f"cannot write {output}: folder {target.parent} does not exist; create it first")
+    archived = Archive.open_readonly(runs.resolve_run(run))
     try:
         candidate = pick_candidate(archived, candidate_id)
     finally:
         archived.close()
-    Path(output).write_text(candidate.code)
+    try:
+        target.write_text(candidate.code)
+    except OSError as exc:
+        raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
     console.print(f"wrote candidate {candidate.id} (score {candidate.score}) to {output}")
+    if "discovery_harness import llm" in candidate.code:
+        _export_agent_client(Path(output).resolve().parent)
+
+
+def _export_agent_client(folder: Path) -> None:
+    """Write discovery_harness/llm.py beside an exported agent, so it runs without discovery."""
+    from discovery.sandbox.hostpaths import sandboxes_dir
+
+    package = folder / "discovery_harness"
+    if (package / "candidate.py").exists():
+        raise UserError(f"{package} holds the full harness already; export the agent to another folder")
+    package.mkdir(exist_ok=True)
+    (package / "__init__.py").write_text(
+        '"""The agent client of discovery, for agents run on their own."""\n'
+    )
+    (package / "llm.py").write_text((sandboxes_dir() / "discovery_harness" / "llm.py").read_text())
+    console.print(
+        f"wrote the agent client to {package}/; run the agent against any OpenAI-compatible endpoint with "
+        "DISCOVERY_LLM_BASE_URL (e.g. https://api.openai.com/v1), DISCOVERY_LLM_MODEL and DISCOVERY_LLM_API_KEY",
+        markup=False,
+    )
 
 
 # ----- tasks / sandbox --------------------------------------------------------------------------
@@ -277,22 +468,60 @@ def tasks_validate(paths: tuple[str, ...]) -> None:
                 console.print(f"    {problem}", highlight=False)
         else:
             console.print(f"[green]✓[/green] {path}")
+            for line in _understood(Path(path)):
+                console.print(f"    {line}", highlight=False)
     sys.exit(1 if bad else 0)
 
 
-@tasks.command("list")
-@click.argument("root", default="tasks", type=click.Path())
-def tasks_list(root: str) -> None:
-    """List the task folders under ROOT (default ./tasks)."""
-    from discovery.task import find_problems, load_task
+def _understood(path: Path) -> list[str]:
+    """What a valid task folder was read as: its format, the metric optimised, and the stages."""
+    from discovery.task import load_task
 
-    for path in sorted(p.parent for p in Path(root).glob("*/task.toml")):
+    spec = load_task(path).spec
+    brief = spec.brief.strip().splitlines()[0][:90]
+    if spec.openevolve is not None:
+        return [
+            "format: OpenEvolve (initial_program.py, evaluator.py, config.yaml)",
+            f"metric: {spec.openevolve.metric_summary}",
+            f"stages: {spec.openevolve.stage_summary}"
+            + ("; quick stage for --cascade: evaluate_stage1" if spec.evaluation.cascade_stage else ""),
+            f"brief: {brief}",
+            f"timeout: {spec.resources.timeout_s:g} s per evaluation",
+        ]
+    stage = spec.evaluation.cascade_stage
+    return [
+        "format: discovery (task.toml, evaluate.py)",
+        f"metric: score ({spec.objective.direction})",
+        "stages: evaluate()" + (f"; quick stage for --cascade: {stage!r}" if stage else ""),
+        f"brief: {brief}",
+    ]
+
+
+@tasks.command("list")
+@click.argument("root", required=False, type=click.Path())
+def tasks_list(root: str | None) -> None:
+    """List the task folders under ROOT (default ./tasks, else the bundled tasks)."""
+    from discovery.task import bundled_tasks_dir, find_problems, load_task
+
+    if root is None:
+        folder = Path("tasks") if any(Path("tasks").glob("*/task.toml")) else bundled_tasks_dir()
+    else:
+        folder = Path(root)
+    if folder is None or not folder.is_dir():
+        raise UserError(f"no task folder {root or './tasks'}; give one: `discovery tasks list PATH`")
+    # task.toml folders and OpenEvolve folders (initial_program.py beside evaluator.py).
+    found = {p.parent for p in folder.glob("*/task.toml")}
+    found |= {p.parent for p in folder.glob("*/evaluator.py") if (p.parent / "initial_program.py").is_file()}
+    paths = sorted(found)
+    if not paths:
+        raise UserError(f"{folder} holds no tasks (folders with a task.toml)")
+    for path in paths:
         if find_problems(path):
-            console.print(f"{path.name:24} [red]invalid[/red] (run `discovery tasks validate {path}`)")
+            console.print(f"{path.name:26} [red]invalid[/red] (run `discovery tasks validate {path}`)")
         else:
             task = load_task(path)
             first = task.spec.brief.strip().splitlines()[0][:70]
-            console.print(f"{path.name:24} {task.spec.objective.direction:9} {first}")
+            console.print(f"{path.name:26} {task.spec.objective.direction:9} {first}")
 
 
 @cli.group()
@@ -302,10 +531,14 @@ def sandbox() -> None:
 
 @sandbox.command("check")
 def sandbox_check() -> None:
-    """Try each backend for real and report which work on this machine, and why not."""
-    from discovery.sandbox.choose import render_check_table
+    """Try each backend for real and report which work on this machine; exit 1 when no isolating one does."""
+    from discovery.sandbox.choose import HOW_TO_GET_ONE, auto_choice, check_backends, render_check_table
 
-    console.print(render_check_table())
+    rows = check_backends()
+    console.print(render_check_table(rows=rows))
+    if auto_choice(rows) is None:
+        err_console.print(f"[bold red]error:[/bold red] {HOW_TO_GET_ONE}", highlight=False)
+        sys.exit(ExitCode.FAILED_CHECK)
 
 
 @sandbox.command("build")

@@ -9,12 +9,13 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 import click
 from pydantic.fields import FieldInfo
 
-from discovery.config import RunConfig
+from discovery.config import LOCAL_DEFAULTS, RunConfig
 
 # Fields set another way: the task is an argument, models come from --model/--api-base.
 NOT_OPTIONS = ("task", "models")
@@ -23,7 +24,8 @@ EXTRA_ROWS = (
     (
         "--model NAME[=WEIGHT]",
         "`$DISCOVERY_MODEL`, else `local`",
-        "a litellm model string; repeat for an ensemble sampled by weight",
+        "a litellm model string; repeat for an ensemble sampled by weight; or a "
+        "[local model](#local-models-by-name-or-path): `local`, `local:NAME`, `local:PATH.gguf`",
     ),
     ("--api-base URL", "", "base URL of an OpenAI-compatible server (with `--model openai/<name>`)"),
     ("--name NAME", "`<task>-<date>-<time>`", "the run's folder name"),
@@ -58,6 +60,8 @@ def _default_text(name: str, field: FieldInfo) -> str:
         return "none"
     if isinstance(field.default, bool):
         return "on" if field.default else "off"
+    if name in LOCAL_DEFAULTS:
+        return f"{field.default} ({LOCAL_DEFAULTS[name]} for local models)"
     return str(field.default)
 
 
@@ -104,5 +108,14 @@ def markdown_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def write_readme_table(readme: Path) -> None:
+    """Replace the table between the run-options markers in the README with markdown_table()."""
+    text = readme.read_text()
+    start, end = "<!-- run-options:start -->\n", "<!-- run-options:end -->"
+    head, rest = text.split(start, 1)
+    tail = rest[rest.index(end) :]
+    readme.write_text(head + start + markdown_table() + tail)
+
+
 if __name__ == "__main__":
-    print(markdown_table(), end="")
+    write_readme_table(Path(__file__).resolve().parents[2] / "README.md")

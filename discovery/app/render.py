@@ -6,19 +6,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
 from discovery.archive import ARCHIVE_FILE, views
-from discovery.archive.views import fmt, mean_of
+from discovery.archive.views import fmt, mean_of, money
 
 
 def print_runs(rows: list[dict[str, Any]], console: Console) -> None:
     table = Table(title="Runs")
-    for column in ("run", "task", "created", "calls", "candidates", "best", "cost $"):
+    for column in ("run", "task", "created", "calls", "candidates", "best", "cost"):
         table.add_column(column)
     for r in rows:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])) if r["created_at"] else "-"
@@ -29,7 +29,7 @@ def print_runs(rows: list[dict[str, Any]], console: Console) -> None:
             f"{r['calls']}/{r['budget']}",
             str(r["candidates"]),
             fmt(r["best_score"]),
-            f"{r['cost_usd']:.4f}",
+            money(r["cost_usd"]),
         )
     console.print(table if rows else "No runs yet. Start one with `discovery run tasks/circle_packing`.")
 
@@ -38,13 +38,19 @@ def print_run(report: dict[str, Any], console: Console) -> None:
     config = report["config"] or {}
     console.print(
         f"[bold]{report['run']}[/bold]  task {report['task']}  strategy {config.get('strategy')}  "
-        f"calls {report['calls']}/{config.get('budget')}  cost ${report['cost_usd']:.4f}  "
+        f"calls {report['calls']}/{config.get('budget')}  cost {money(report['cost_usd'])}  "
         f"seed score {fmt(report['seed_score'])}"
     )
     console.print("status: " + ", ".join(f"{k} {v}" for k, v in sorted(report["status_counts"].items())))
     nodes = report.get("nodes") or {}
     if nodes:  # a Ray run: which cluster node evaluated how many candidates
         console.print("evaluated on: " + ", ".join(f"{n} {k}" for n, k in sorted(nodes.items())))
+    evaluator_failures = report["status_counts"].get("evaluator_failed", 0)
+    if evaluator_failures:
+        console.print(
+            f"[bold red]evaluator failures: {evaluator_failures}[/bold red] (the task's evaluator raised its own "
+            "error, not CandidateError: a bug in the task, not charged to the candidates)"
+        )
     top = Table(title="Top candidates")
     for column in ("id", "parent", "score", "operator", "eval s", "sandbox") + (("node",) if nodes else ()):
         top.add_column(column)
@@ -73,6 +79,13 @@ def print_run(report: dict[str, Any], console: Console) -> None:
             fmt(m["mean_latency_s"]),
         )
     console.print(models)
+    agent = report.get("agent") or {}
+    if agent.get("calls"):
+        console.print(
+            f"agent calls (candidates' agents, through the gateway): {agent['calls']} "
+            f"({agent['not_ok']} refused or failed), tokens {agent['prompt_tokens']}+{agent['completion_tokens']}, "
+            f"cost ${agent['cost_usd']:.4f}; mutation calls cost ${report['mutation_cost_usd']:.4f}"
+        )
     if report["promotions"]:
         gates = Table(title="Promotion gate (held-out repeats; champion history)")
         for column in (
@@ -81,6 +94,7 @@ def print_run(report: dict[str, Any], console: Console) -> None:
             "split",
             "champion mean",
             "challenger mean",
+            "test",
             "p",
             "verdict",
         ):
@@ -93,7 +107,8 @@ def print_run(report: dict[str, Any], console: Console) -> None:
                 g["split"],
                 fmt(mean_of(g["champion_scores"])),
                 fmt(mean_of(g["challenger_scores"])),
-                f"{g['p_value']:.3g}",
+                g.get("test") or "-",
+                "-" if g["p_value"] is None else f"{g['p_value']:.3g}",
                 verdict,
             )
         console.print(gates)
@@ -118,18 +133,53 @@ def print_candidate(report: dict[str, Any], console: Console) -> None:
     console.print(f"lineage: {lineage}")
     if report["metrics"]:
         console.print("metrics: " + ", ".join(f"{k}={v}" for k, v in report["metrics"].items()))
-    if report["failure"]:
-        console.print(Panel(Text(report["failure"]), title="failure", border_style="red"))
-    if report["feedback"]:
-        console.print(Panel(Text(report["feedback"]), title="evaluator feedback"))
-    parts = [Syntax(report["code"], "python", line_numbers=True)]
-    console.print(Panel(Group(*parts), title="code"))
-    if report["prompt"]:
-        console.print(Panel(Text(report["prompt"]), title="prompt"))
-    if report["reply"]:
-        console.print(Panel(Text(report["reply"]), title="raw reply"))
-    if report["output_tail"]:
-        console.print(Panel(Text(report["output_tail"]), title="evaluator output (tail)"))
+    sections = [
+        ("failure", report["failure"]),
+        ("evaluator feedback", report["feedback"]),
+        ("code", report["code"]),
+        ("prompt", report["prompt"]),
+        ("raw reply", report["reply"]),
+        ("evaluator output (tail)", report["output_tail"]),
+    ]
+    for title, text in sections:
+        if not text:
+            continue
+        if not console.is_terminal:
+            # Piped or redirected: the stored text exactly, never cut or wrapped at a guessed width.
+            console.print(f"----- {title} -----", highlight=False)
+            console.out(text, highlight=False)
+        elif title == "code":
+            console.print(Panel(Syntax(text, "python", line_numbers=True, word_wrap=True), title=title))
+        else:
+            style = "red" if title == "failure" else "none"
+            console.print(Panel(Text(text), title=title, border_style=style))
+    if report.get("agent_calls"):
+        print_agent_calls(report["agent_calls"], console)
+
+
+def print_agent_calls(calls: list[dict[str, Any]], console: Console, text_chars: int = 300) -> None:
+    """The calls a candidate's agent made, in order: one header line each, then its last message and reply."""
+    console.print(f"[bold]Agent calls ({len(calls)})[/bold]")
+    for call in calls:
+        sample = "" if call["sample_index"] is None else f" sample {call['sample_index']}"
+        cost = "-" if call["cost_usd"] is None else f"${call['cost_usd']:.5f}"
+        console.print(
+            Text(
+                f"#{call['id']} {call['evaluation']}{sample} {call['status']} "
+                f"{call['prompt_tokens']}+{call['completion_tokens']} tok {cost} {fmt(call['latency_s'])} s",
+                style="bold" if call["status"] == "ok" else "bold red",
+            )
+        )
+        last = call["messages"][-1]["content"] if call["messages"] else ""
+        console.print(Text("  > " + " ".join(last[-text_chars:].split())))
+        for reply in call["reply"] or []:
+            console.print(Text("  < " + " ".join(reply[:text_chars].split())))
+        if call["error"]:
+            console.print(Text("  ! " + call["error"][:text_chars], style="red"))
+
+
+def _one_decimal(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def print_summary(run_dir: Path, stop_reason: str, console: Console) -> None:
@@ -160,8 +210,15 @@ def print_summary(run_dir: Path, stop_reason: str, console: Console) -> None:
     console.print(
         f"  LLM calls    {calls}"
         + (f" ({failed_calls})" if failed_calls else "")
-        + f", spent ${cost:.4f}{cost_note}"
+        + f", spent {money(cost)}{cost_note}"
     )
+    for speed in s["speed"]:
+        if speed["tokens_per_s"] is not None or speed["calls_per_min"] is not None:
+            console.print(
+                f"  LLM speed    {speed['model']}: {_one_decimal(speed['tokens_per_s'])} tokens/s per call, "
+                f"{_one_decimal(speed['calls_per_min'])} calls/min",
+                highlight=False,
+            )
     if last_error:
         console.print(f"  last LLM error: {last_error[:300]}", highlight=False)
     console.print(f"  archive      {run_dir / ARCHIVE_FILE}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 ARCHIVE_FILE = "archive.sqlite"
 
 SCHEMA = """
@@ -84,12 +84,13 @@ CREATE TABLE IF NOT EXISTS promotions (
     seeds             TEXT NOT NULL,
     champion_scores   TEXT NOT NULL,
     challenger_scores TEXT NOT NULL,
-    p_value           REAL NOT NULL,
+    p_value           REAL,
     mean_gain         REAL,
     margin            REAL NOT NULL,
     alpha             REAL NOT NULL,
     promoted          INTEGER NOT NULL,
-    reason            TEXT NOT NULL
+    reason            TEXT NOT NULL,
+    test              TEXT
 );
 CREATE TABLE IF NOT EXISTS reflections (
     id        INTEGER PRIMARY KEY,
@@ -112,12 +113,83 @@ CREATE TABLE IF NOT EXISTS replays (
     sandbox       TEXT,
     failure       TEXT
 );
+CREATE TABLE IF NOT EXISTS agent_calls (
+    id                INTEGER PRIMARY KEY,
+    candidate_id      INTEGER REFERENCES candidates(id),
+    evaluation        TEXT NOT NULL,
+    session           TEXT NOT NULL,
+    split             TEXT NOT NULL,
+    seed              INTEGER,
+    sample_index      INTEGER,
+    started_at        REAL NOT NULL,
+    model             TEXT NOT NULL,
+    messages          TEXT NOT NULL,
+    params            TEXT NOT NULL DEFAULT '{}',
+    reply             TEXT,
+    status            TEXT NOT NULL,
+    error             TEXT,
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd          REAL,
+    latency_s         REAL
+);
+CREATE INDEX IF NOT EXISTS agent_calls_candidate ON agent_calls(candidate_id, evaluation, id);
+CREATE INDEX IF NOT EXISTS agent_calls_cost ON agent_calls(cost_usd);
 """
 
 # MIGRATIONS[v] upgrades a version-v archive to v + 1. Append only; never edit a released step.
 MIGRATIONS: dict[int, str] = {
-    # 1 -> 2: the cluster node that evaluated each candidate (Ray executor); NULL for local runs.
-    1: "ALTER TABLE candidates ADD COLUMN node TEXT",
+    # 1 -> 2: a gate decided by one exact comparison (deterministic evaluator) has no p-value, and
+    # `test` says which test decided ("exact", "paired permutation"); SQLite cannot drop NOT NULL in place.
+    1: """
+CREATE TABLE promotions_v2 (
+    id                INTEGER PRIMARY KEY,
+    at                REAL NOT NULL,
+    champion_id       INTEGER NOT NULL REFERENCES candidates(id),
+    challenger_id     INTEGER NOT NULL REFERENCES candidates(id),
+    split             TEXT NOT NULL,
+    seeds             TEXT NOT NULL,
+    champion_scores   TEXT NOT NULL,
+    challenger_scores TEXT NOT NULL,
+    p_value           REAL,
+    mean_gain         REAL,
+    margin            REAL NOT NULL,
+    alpha             REAL NOT NULL,
+    promoted          INTEGER NOT NULL,
+    reason            TEXT NOT NULL,
+    test              TEXT
+);
+INSERT INTO promotions_v2 SELECT *, 'paired permutation' FROM promotions;
+DROP TABLE promotions;
+ALTER TABLE promotions_v2 RENAME TO promotions
+""",
+    # 2 -> 3: agent tasks; every call a candidate's agent makes through the LLM gateway.
+    2: """
+CREATE TABLE IF NOT EXISTS agent_calls (
+    id                INTEGER PRIMARY KEY,
+    candidate_id      INTEGER REFERENCES candidates(id),
+    evaluation        TEXT NOT NULL,
+    session           TEXT NOT NULL,
+    split             TEXT NOT NULL,
+    seed              INTEGER,
+    sample_index      INTEGER,
+    started_at        REAL NOT NULL,
+    model             TEXT NOT NULL,
+    messages          TEXT NOT NULL,
+    params            TEXT NOT NULL DEFAULT '{}',
+    reply             TEXT,
+    status            TEXT NOT NULL,
+    error             TEXT,
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd          REAL,
+    latency_s         REAL
+);
+CREATE INDEX IF NOT EXISTS agent_calls_candidate ON agent_calls(candidate_id, evaluation, id);
+CREATE INDEX IF NOT EXISTS agent_calls_cost ON agent_calls(cost_usd)
+""",
+    # 3 -> 4: the cluster node that evaluated each candidate (Ray executor); NULL for local runs.
+    3: "ALTER TABLE candidates ADD COLUMN node TEXT",
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,16 +53,24 @@ def _row_to_candidate(row: sqlite3.Row) -> Candidate:
 class Archive:
     """A run's archive file: candidates, LLM calls, replays and the event log."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, readonly: bool = False):
         self.path = Path(path)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.readonly = readonly
+        if readonly:
+            # mode=ro: nothing is ever written, not even the switch to WAL or an empty file's header.
+            uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro"
+            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        else:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA busy_timeout=5000")
+        if readonly:
+            return
         self.db.execute("PRAGMA journal_mode=WAL")
         # NORMAL is durable against process crashes (kill -9) in WAL mode; only power loss can drop
         # the last commits, and it avoids an fsync per candidate.
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.execute("PRAGMA busy_timeout=5000")
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -83,20 +92,43 @@ class Archive:
 
     @classmethod
     def open(cls, run_dir: Path) -> Archive:
-        """Open an existing run archive."""
+        """Open an existing run archive to write to it (brought up to the current schema)."""
         path = Path(run_dir) / ARCHIVE_FILE
+        version = cls._check(path)  # read-only first: a file that is no archive is never written
+        archive = cls(path)
+        upgrade(archive.db, version)
+        return archive
+
+    @classmethod
+    def open_readonly(cls, run_dir: Path) -> Archive:
+        """Open an existing run archive for reading only: no WAL switch, no migration, no write."""
+        path = Path(run_dir) / ARCHIVE_FILE
+        cls._check(path)  # an older schema is read as it is (views tolerate missing columns)
+        return cls(path, readonly=True)
+
+    @classmethod
+    def _check(cls, path: Path) -> int:
+        """The schema version of the archive at path; UserError when it is missing or not an archive."""
         if not path.is_file():
             raise UserError(f"no archive at {path}; list runs with `discovery archive list`")
-        archive = cls(path)
-        version = archive.meta().get("schema_version")
+        if path.stat().st_size == 0:
+            raise UserError(f"{path} is empty: not a discovery archive")
+        try:
+            probe = cls(path, readonly=True)
+        except sqlite3.Error as exc:
+            raise UserError(f"{path} is not a discovery archive ({exc})") from None
+        try:
+            version = probe.meta().get("schema_version")
+        except (sqlite3.Error, ValueError, TypeError, AttributeError) as exc:
+            raise UserError(f"{path} is not a discovery archive ({exc})") from None
+        finally:
+            probe.close()
         if not isinstance(version, int) or version > SCHEMA_VERSION:
-            archive.close()
             raise UserError(
                 f"{path} has archive schema {version}; this discovery reads schema {SCHEMA_VERSION} "
                 "and older: upgrade discovery to open it"
             )
-        upgrade(archive.db, version)
-        return archive
+        return version
 
     def close(self) -> None:
         self.db.close()
@@ -320,12 +352,13 @@ class Archive:
         seeds: list[int],
         champion_scores: list[float | None],
         challenger_scores: list[float | None],
-        p_value: float,
+        p_value: float | None,
         mean_gain: float | None,
         margin: float,
         alpha: float,
         promoted: bool,
         reason: str,
+        test: str | None = None,
     ) -> None:
         """Record one promotion-gate decision; a promotion also makes the challenger the champion."""
         gain = (
@@ -334,8 +367,8 @@ class Archive:
         with self.transaction():
             self.db.execute(
                 "INSERT INTO promotions(at, champion_id, challenger_id, split, seeds, champion_scores,"
-                " challenger_scores, p_value, mean_gain, margin, alpha, promoted, reason)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " challenger_scores, p_value, mean_gain, margin, alpha, promoted, reason, test)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     time.time(),
                     champion_id,
@@ -350,6 +383,7 @@ class Archive:
                     alpha,
                     int(promoted),
                     reason,
+                    test,
                 ),
             )
             if promoted:
@@ -359,6 +393,7 @@ class Archive:
                 candidate_id=challenger_id,
                 champion_id=champion_id,
                 p_value=p_value,
+                test=test,
                 promoted=promoted,
             )
 
@@ -475,7 +510,72 @@ class Archive:
         return self.db.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0]
 
     def total_cost(self) -> float:
+        """USD spent by the run: mutation calls and agent calls together (what --max-cost covers)."""
+        return self.mutation_cost() + self.agent_cost()
+
+    def mutation_cost(self) -> float:
+        """USD spent on the search's own calls (proposals, repairs, reflections)."""
         return self.db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls").fetchone()[0]
+
+    # ----- agent calls -----------------------------------------------------------------------
+
+    def record_agent_call(self, call: dict[str, Any]) -> int:
+        """Store one call a candidate's agent made through the gateway (before its reply is sent)."""
+        with self.transaction():
+            cur = self.db.execute(
+                "INSERT INTO agent_calls(candidate_id, evaluation, session, split, seed, sample_index, started_at, model,"
+                " messages, params, reply, status, error, prompt_tokens, completion_tokens, cost_usd, latency_s)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    call.get("candidate_id"),
+                    call["evaluation"],
+                    call.get("session", ""),
+                    call["split"],
+                    call.get("seed"),
+                    call.get("sample_index"),
+                    call["started_at"],
+                    call["model"],
+                    json.dumps(call["messages"]),
+                    json.dumps(call.get("params") or {}),
+                    json.dumps(call["reply"]) if call.get("reply") is not None else None,
+                    call["status"],
+                    call.get("error"),
+                    call.get("prompt_tokens", 0),
+                    call.get("completion_tokens", 0),
+                    call.get("cost_usd"),
+                    call.get("latency_s"),
+                ),
+            )
+            return cur.lastrowid
+
+    def agent_calls(self, candidate_id: int | None = None, evaluation: str | None = None) -> list[dict[str, Any]]:
+        """Agent calls in the order they were made, of one candidate (and one evaluation) if named."""
+        sql, args = "SELECT * FROM agent_calls WHERE 1=1", []
+        if candidate_id is not None:
+            sql, args = sql + " AND candidate_id=?", [*args, candidate_id]
+        if evaluation is not None:
+            sql, args = sql + " AND evaluation=?", [*args, evaluation]
+        out = []
+        for r in self.db.execute(sql + " ORDER BY id", args):
+            row = dict(r)
+            row["messages"] = json.loads(row["messages"])
+            row["params"] = json.loads(row["params"])
+            row["reply"] = json.loads(row["reply"]) if row["reply"] is not None else None
+            out.append(row)
+        return out
+
+    def agent_cost(self) -> float:
+        """USD spent by candidates' agents through the gateway."""
+        return self.db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM agent_calls").fetchone()[0]
+
+    def agent_usage(self) -> dict[str, Any]:
+        """Agent calls in total: count, refused, tokens and cost (shown apart from the mutation calls)."""
+        row = self.db.execute(
+            "SELECT COUNT(*) AS calls, COALESCE(SUM(status != 'ok'), 0) AS not_ok,"
+            " COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens, COALESCE(SUM(completion_tokens), 0)"
+            " AS completion_tokens, COALESCE(SUM(cost_usd), 0) AS cost_usd FROM agent_calls"
+        ).fetchone()
+        return dict(row)
 
     def status_counts(self) -> dict[str, int]:
         rows = self.db.execute("SELECT status, COUNT(*) AS n FROM candidates GROUP BY status")
@@ -484,7 +584,8 @@ class Archive:
     def usage_by_model(self) -> list[dict[str, Any]]:
         rows = self.db.execute(
             "SELECT model, COUNT(*) AS calls, SUM(status='ok') AS ok, SUM(prompt_tokens) AS prompt_tokens,"
-            " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd, AVG(latency_s) AS mean_latency_s"
+            " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd, AVG(latency_s) AS mean_latency_s,"
+            " SUM(latency_s) AS total_latency_s, MIN(started_at) AS first_started_at, MAX(finished_at) AS last_finished_at"
             " FROM llm_calls GROUP BY model ORDER BY model"
         )
         return [dict(r) for r in rows]
@@ -508,6 +609,7 @@ class Archive:
             row = dict(r)
             for key in ("seeds", "champion_scores", "challenger_scores"):
                 row[key] = json.loads(row[key])
+            row.setdefault("test", "paired permutation")  # a schema-1 archive read as it is
             out.append(row)
         return out
 
@@ -531,8 +633,24 @@ class Archive:
 
     def last_call_error(self) -> str | None:
         """The error text of the latest failed LLM call."""
-        row = self.db.execute("SELECT error FROM llm_calls WHERE status = 'error' ORDER BY id DESC LIMIT 1").fetchone()
+        row = self.db.execute(
+            "SELECT error FROM llm_calls WHERE status = 'error' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
         return row[0] if row else None
+
+    def last_event_seq(self) -> int:
+        """The sequence number of the latest event (0 when none)."""
+        return self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+
+    def evaluated_since(self, seq: int) -> list[dict[str, Any]]:
+        """Candidates evaluated after event `seq`, in the order their results were written."""
+        rows = self.db.execute(
+            "SELECT e.seq, c.id, c.parent_id, c.operator, c.status, c.score, c.eval_wall_s FROM events e"
+            " JOIN candidates c ON c.id = e.candidate_id WHERE e.kind = 'candidate_evaluated' AND e.seq > ?"
+            " ORDER BY e.seq",
+            (seq,),
+        )
+        return [dict(r) for r in rows]
 
     def calls_without_price(self) -> int:
         """LLM calls whose cost is unknown (no price for the model)."""

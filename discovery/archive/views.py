@@ -5,22 +5,41 @@ The CLI's tables and the end-of-run summary render these; nothing here prints or
 
 from __future__ import annotations
 
-from collections import Counter
-
+import contextlib
 import dataclasses
 import difflib
+import json
+import logging
+import sqlite3
 import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-
-from discovery.archive.schema import ARCHIVE_FILE
-from discovery.archive.store import Archive
+from discovery.archive.schema import ARCHIVE_FILE, SCHEMA_VERSION
+from discovery.archive.store import Archive, _row_to_candidate
+from discovery.domain import Candidate
 from discovery.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
+
+
+def known_cost(archive: Archive) -> float | None:
+    """USD spent, or None when calls were made and none had a known price (unknown is not $0)."""
+    calls = archive.calls_made()
+    if calls and archive.calls_without_price() == calls:
+        return None
+    return archive.total_cost()
+
+
+def money(value: float | None) -> str:
+    """A cost for a table: 4 decimals, or 'unknown'."""
+    return "unknown" if value is None else f"${value:.4f}"
 
 
 def mean_of(scores: list[float | None]) -> float | None:
@@ -43,8 +62,9 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
     rows = []
     for path in sorted(root.glob(f"*/{ARCHIVE_FILE}")):
         try:
-            archive = Archive.open(path.parent)
-        except UserError:
+            archive = Archive.open_readonly(path.parent)
+        except UserError as exc:
+            log.warning("skipping %s: %s", path.parent.name, exc)
             continue
         try:
             meta, best = archive.meta(), archive.best()
@@ -57,7 +77,7 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
                     "budget": meta.get("config", {}).get("budget"),
                     "candidates": sum(archive.status_counts().values()),
                     "best_score": best.score if best else None,
-                    "cost_usd": archive.total_cost(),
+                    "cost_usd": known_cost(archive),
                 }
             )
         finally:
@@ -67,7 +87,7 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
 
 def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
     """Everything `archive show` prints: config, status counts, top candidates, usage, stops, replays."""
-    archive = Archive.open(run_dir)
+    archive = Archive.open_readonly(run_dir)
     try:
         meta = archive.meta()
         ok = sorted(archive.candidates("ok"), key=lambda c: -c.fitness)
@@ -79,7 +99,9 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
             "config": meta.get("config"),
             "status_counts": archive.status_counts(),
             "calls": archive.calls_made(),
-            "cost_usd": archive.total_cost(),
+            "cost_usd": known_cost(archive),
+            "mutation_cost_usd": archive.mutation_cost(),
+            "agent": archive.agent_usage(),
             "seed_score": seed.score if seed else None,
             "top": [
                 {
@@ -106,7 +128,7 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
 
 def candidate_report(run_dir: Path, candidate_id: int) -> dict[str, Any]:
     """One candidate in full: code, metrics, feedback, lineage, prompt and raw reply, failure and output."""
-    archive = Archive.open(run_dir)
+    archive = Archive.open_readonly(run_dir)
     try:
         c = archive.candidate(candidate_id)
         call = archive.call(c.call_id) if c.call_id else {}
@@ -118,6 +140,7 @@ def candidate_report(run_dir: Path, candidate_id: int) -> dict[str, Any]:
             "reply": call.get("reply"),
             "cost_usd": call.get("cost_usd"),
             "tokens": (call.get("prompt_tokens"), call.get("completion_tokens")) if call else None,
+            "agent_calls": archive.agent_calls(candidate_id),
         }
     finally:
         archive.close()
@@ -125,7 +148,7 @@ def candidate_report(run_dir: Path, candidate_id: int) -> dict[str, Any]:
 
 def diff_candidates(run_dir: Path, a: int, b: int) -> str:
     """Unified diff from candidate a to candidate b."""
-    archive = Archive.open(run_dir)
+    archive = Archive.open_readonly(run_dir)
     try:
         ca, cb = archive.candidate(a), archive.candidate(b)
     finally:
@@ -140,11 +163,21 @@ def diff_candidates(run_dir: Path, a: int, b: int) -> str:
     )
 
 
+def model_speed(usage: dict[str, Any]) -> dict[str, Any]:
+    """A model's pace: completion tokens per second of call time, and calls per minute of wall time."""
+    busy = usage.get("total_latency_s") or 0.0
+    first, last = usage.get("first_started_at"), usage.get("last_finished_at")
+    span = (last - first) if first is not None and last is not None else 0.0
+    return {
+        "model": usage["model"],
+        "tokens_per_s": usage["completion_tokens"] / busy if busy > 0 else None,
+        "calls_per_min": usage["calls"] / (span / 60) if span > 0 else None,
+    }
 
 
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """What the end-of-run summary shows: seed, best, champion, counts, calls and spend."""
-    archive = Archive.open(run_dir)
+    archive = Archive.open_readonly(run_dir)
     try:
         candidates = archive.candidates()
         champion = archive.candidate(archive.champion_id()) if candidates else None
@@ -152,7 +185,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
             "seed": candidates[0] if candidates else None,
             "best": archive.best(),
             "counts": archive.status_counts(),
-            "cost": archive.total_cost(),
+            "cost": known_cost(archive),
             "calls": archive.calls_made(),
             "call_counts": archive.call_status_counts(),
             "last_error": archive.last_call_error(),
@@ -161,6 +194,431 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
             "champion": champion,
             "heldout": heldout_of(archive.promotions(), champion.id) if champion else None,
             "train_split": archive.meta().get("train_split", "train"),
+            "speed": [model_speed(m) for m in archive.usage_by_model()],
         }
     finally:
         archive.close()
+
+
+# ----- read-only views for the web explorer, the HTML report and plots --------------------------
+# These open the archive with a read-only SQLite URI (mode=ro): they never write, never switch the
+# journal mode and never migrate, so a browser left open cannot disturb a run in progress.
+
+POINT_COLUMNS = (
+    "id", "parent_id", "second_parent_id", "call_id", "operator", "status", "score", "fitness", "island", "arm",
+    "created_at", "evaluated_at", "failure",
+)  # fmt: skip
+MMAP_BYTES = 1 << 30
+LIVE_WINDOW_S = 600  # a run with no stop recorded and no event for this long is reported as not running
+FAILURE_HEAD = 160  # characters of a failure kept for grouping and tooltips
+
+
+def connect_ro(run_dir: Path) -> sqlite3.Connection:
+    """A read-only connection to a run's archive; UserError when there is none or it is too new."""
+    path = Path(run_dir) / ARCHIVE_FILE
+    if not path.is_file():
+        raise UserError(f"no archive at {path}; list runs with `discovery archive list`")
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA busy_timeout=5000")
+    # Read pages through a memory map: a full scan of a 10,000-candidate archive runs ~2-3x faster.
+    db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+    row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    version = json.loads(row[0]) if row else None
+    if version != SCHEMA_VERSION:
+        db.close()
+        raise UserError(
+            f"{path} has archive schema {version}; this viewer reads schema {SCHEMA_VERSION}: "
+            "open it once with `discovery archive show` (upgrades an older one) or upgrade discovery"
+        )
+    return db
+
+
+@contextlib.contextmanager
+def read_only(run_dir: Path) -> Iterator[sqlite3.Connection]:
+    """connect_ro as a context manager that always closes."""
+    db = connect_ro(run_dir)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _meta(db: sqlite3.Connection) -> dict[str, Any]:
+    return {r["key"]: json.loads(r["value"]) for r in db.execute("SELECT key, value FROM meta")}
+
+
+def version_of(db: sqlite3.Connection) -> int:
+    """A number that grows with every change to the archive (its last event), for live refresh."""
+    return db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+
+
+def run_state(db: sqlite3.Connection, now: float | None = None) -> dict[str, Any]:
+    """Whether the run is going: stopped (and why) when its last run event is a stop, else running or gone."""
+    row = db.execute(
+        "SELECT kind, at, data FROM events WHERE kind IN ('run_started', 'run_resumed', 'run_stopped')"
+        " ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    newest = db.execute("SELECT at FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    last = newest[0] if newest else None
+    if row is not None and row["kind"] == "run_stopped":
+        return {"state": "stopped", "reason": json.loads(row["data"]).get("reason"), "running": False}
+    if last is not None and (now or time.time()) - last < LIVE_WINDOW_S:
+        return {"state": "running", "reason": None, "running": True}
+    return {
+        "state": "not running",
+        "reason": "no stop recorded (killed?): `discovery resume` continues it",
+        "running": False,
+    }
+
+
+def _champion(db: sqlite3.Connection, meta: dict[str, Any]) -> int | None:
+    if meta.get("champion_id") is not None:
+        return meta["champion_id"]
+    row = db.execute("SELECT id FROM candidates ORDER BY id LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
+def _promotions(db: sqlite3.Connection) -> list[dict[str, Any]]:
+    out = []
+    for r in db.execute("SELECT * FROM promotions ORDER BY id"):
+        row = dict(r)
+        for key in ("seeds", "champion_scores", "challenger_scores"):
+            row[key] = json.loads(row[key])
+        out.append(row)
+    return out
+
+
+def _score_of(db: sqlite3.Connection, candidate_id: int | None) -> float | None:
+    if candidate_id is None:
+        return None
+    row = db.execute("SELECT score FROM candidates WHERE id=?", (candidate_id,)).fetchone()
+    return row[0] if row else None
+
+
+def run_overview(
+    db: sqlite3.Connection, name: str, points: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """One run in a line: task, strategy, models, calls, cost, seed, best and champion scores, state.
+
+    Given the run's candidate_points, counts and the best are taken from them instead of queried again.
+    """
+    meta = _meta(db)
+    config = meta.get("config") or {}
+    calls, cost, unpriced = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0), SUM(cost_usd IS NULL) FROM llm_calls"
+    ).fetchone()
+    if points is None:
+        counts = dict(db.execute("SELECT status, COUNT(*) FROM candidates GROUP BY status").fetchall())
+        best = db.execute(
+            "SELECT id, score FROM candidates WHERE status='ok' ORDER BY fitness DESC, id ASC LIMIT 1"
+        ).fetchone()
+        seed = db.execute("SELECT id, score FROM candidates ORDER BY id LIMIT 1").fetchone()
+    else:
+        counts = {}
+        for p in points:
+            counts[p["status"]] = counts.get(p["status"], 0) + 1
+        ok = [p for p in points if p["status"] == "ok"]
+        best = max(ok, key=lambda p: (p["fitness"], -p["id"])) if ok else None
+        seed = points[0] if points else None
+    champion = _champion(db, meta)
+    promotions = _promotions(db)
+    held = heldout_of(promotions, champion) if champion is not None else None
+    return {
+        "run": name,
+        "task": meta.get("task"),
+        "created_at": meta.get("created_at"),
+        "strategy": config.get("strategy"),
+        "models": [m.get("name") for m in config.get("models", [])],
+        "seed": config.get("seed"),
+        "budget": config.get("budget"),
+        "calls": calls,
+        "cost_usd": cost,
+        "unpriced_calls": unpriced or 0,
+        "candidates": sum(counts.values()),
+        "status_counts": counts,
+        "seed_score": seed["score"] if seed else None,
+        "best_id": best["id"] if best else None,
+        "best_score": best["score"] if best else None,
+        "champion_id": champion,
+        "champion_score": _score_of(db, champion),
+        "champion_heldout": held[0] if held else None,
+        "champion_gate_split": held[2] if held else None,
+        "version": version_of(db),
+        **run_state(db),
+    }
+
+
+def _cumulative_cost(db: sqlite3.Connection) -> dict[int, float]:
+    """For each LLM call id: USD spent up to and including it (read from the small cost index)."""
+    out, total = {}, 0.0
+    rows = sorted(tuple(r) for r in db.execute("SELECT id, cost_usd FROM llm_calls"))
+    for call_id, cost in rows:
+        total += cost or 0.0
+        out[call_id] = total
+    return out
+
+
+def candidate_points(db: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every candidate as a light record (no code, prompt or reply) with its position on each x axis.
+
+    calls: the id of the LLM call that wrote it (the seed is 0); cost: USD spent up to that call;
+    time: seconds from the run's start to its evaluation (or creation, if not evaluated).
+    """
+    meta = _meta(db)
+    first = db.execute("SELECT MIN(created_at) FROM candidates").fetchone()[0]
+    start = meta.get("created_at") or first or 0.0
+    spent = _cumulative_cost(db)
+    cursor = db.cursor()
+    cursor.row_factory = None  # plain tuples: sqlite3.Row -> dict costs more than the query at 10,000 rows
+    rows = cursor.execute(
+        f"SELECT {', '.join(POINT_COLUMNS[:-1])}, substr(failure, 1, {FAILURE_HEAD}) FROM candidates ORDER BY id"
+    )
+    points = []
+    for row in rows:
+        p = dict(zip(POINT_COLUMNS, row, strict=True))
+        p["x_calls"] = p["call_id"] or 0
+        p["x_cost"] = spent.get(p["call_id"], 0.0)
+        p["x_time"] = (p["evaluated_at"] or p["created_at"]) - start
+        points.append(p)
+    return points
+
+
+def best_so_far(points: list[dict[str, Any]], x: str = "calls") -> list[tuple[float, float, int]]:
+    """The best-so-far step curve: (x, score, candidate id) at each ok candidate that raised the best."""
+    steps: list[tuple[float, float, int]] = []
+    best: float | None = None
+    for p in sorted((p for p in points if p["status"] == "ok"), key=lambda p: (p[f"x_{x}"], p["id"])):
+        if best is None or p["fitness"] > best:
+            best = p["fitness"]
+            steps.append((p[f"x_{x}"], p["score"], p["id"]))
+    return steps
+
+
+def champion_history(db: sqlite3.Connection, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each champion in turn: who, when (its position on every axis), train score and held-out mean."""
+    by_id = {p["id"]: p for p in points}
+    history = []
+    if points:
+        seed = points[0]
+        first = db.execute("SELECT champion_scores FROM promotions ORDER BY id LIMIT 1").fetchone()
+        held = mean_of(json.loads(first[0])) if first else None
+        history.append({"id": seed["id"], "train": seed["score"], "heldout": held, **_axes_of(seed)})
+    for g in _promotions(db):
+        if g["promoted"] and g["challenger_id"] in by_id:
+            p = by_id[g["challenger_id"]]
+            history.append(
+                {
+                    "id": p["id"],
+                    "train": p["score"],
+                    "heldout": mean_of(g["challenger_scores"]),
+                    **_axes_of(p),
+                }
+            )
+    return history
+
+
+def _axes_of(point: dict[str, Any]) -> dict[str, float]:
+    return {k: point[k] for k in ("x_calls", "x_cost", "x_time")}
+
+
+def failure_groups(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Failed and rejected candidates grouped by status and the first line of their reason, largest first."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for p in points:
+        if p["status"] in ("ok", "pending"):
+            continue
+        reason = (p["failure"] or "").strip().splitlines()[0][:120] if (p["failure"] or "").strip() else ""
+        g = groups.setdefault((p["status"], reason), {"status": p["status"], "reason": reason, "ids": []})
+        g["ids"].append(p["id"])
+    return sorted(groups.values(), key=lambda g: (-len(g["ids"]), g["status"]))
+
+
+def operator_stats(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per operator: children, how many evaluated ok, beat their parent, and the best score reached."""
+    fitness = {p["id"]: p["fitness"] for p in points}
+    stats: dict[str, dict[str, Any]] = {}
+    for p in points:
+        s = stats.setdefault(
+            p["operator"], {"operator": p["operator"], "children": 0, "ok": 0, "improved": 0, "best": None}
+        )
+        s["children"] += 1
+        if p["status"] != "ok":
+            continue
+        s["ok"] += 1
+        parent = fitness.get(p["parent_id"])
+        if parent is not None and p["fitness"] > parent:
+            s["improved"] += 1
+        if s["best"] is None or p["fitness"] > s["best"][0]:
+            s["best"] = (p["fitness"], p["score"])
+    for s in stats.values():
+        s["best"] = s["best"][1] if s["best"] else None
+    return sorted(stats.values(), key=lambda s: -s["children"])
+
+
+def model_stats(db: sqlite3.Connection, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model: calls, ok calls, tokens, cost, latency, and the candidates it wrote that beat their parent."""
+    rows = db.execute(
+        "SELECT model, COUNT(*) AS calls, SUM(status='ok') AS ok, SUM(prompt_tokens) AS prompt_tokens,"
+        " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd, AVG(latency_s) AS mean_latency_s"
+        " FROM llm_calls GROUP BY model ORDER BY model"
+    )
+    stats = {r["model"]: {**dict(r), "candidates": 0, "evaluated_ok": 0, "improved": 0} for r in rows}
+    if len(stats) == 1:  # the usual case: no second pass over llm_calls to learn each call's model
+        model_of: dict[int | None, str] = {}
+        only = next(iter(stats))
+    else:
+        model_of = dict(db.execute("SELECT id, model FROM llm_calls").fetchall())
+        only = None
+    fitness = {p["id"]: p["fitness"] for p in points}
+    for p in points:
+        if p["call_id"] is None:
+            continue
+        s = stats.get(model_of.get(p["call_id"], only))
+        if s is None:
+            continue
+        s["candidates"] += 1
+        if p["status"] == "ok":
+            s["evaluated_ok"] += 1
+            parent = fitness.get(p["parent_id"])
+            s["improved"] += parent is not None and p["fitness"] > parent
+    return list(stats.values())
+
+
+def island_stats(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per island (when the run used islands): candidates, ok ones, best score."""
+    stats: dict[int, dict[str, Any]] = {}
+    for p in points:
+        if p["island"] is None:
+            continue
+        s = stats.setdefault(p["island"], {"island": p["island"], "candidates": 0, "ok": 0, "best": None})
+        s["candidates"] += 1
+        if p["status"] == "ok":
+            s["ok"] += 1
+            if s["best"] is None or p["fitness"] > s["best"][0]:
+                s["best"] = (p["fitness"], p["score"])
+    for s in stats.values():
+        s["best"] = s["best"][1] if s["best"] else None
+    return [stats[k] for k in sorted(stats)]
+
+
+def run_view(db: sqlite3.Connection, name: str) -> dict[str, Any]:
+    """Everything a run page shows: overview, every candidate as a point, curves, stats, failures."""
+    meta = _meta(db)
+    points = candidate_points(db)
+    champion = _champion(db, meta)
+    path: list[int] = []
+    parents = {p["id"]: p["parent_id"] for p in points}
+    current = champion
+    while current is not None and current not in path:
+        path.append(current)
+        current = parents.get(current)
+    return {
+        "overview": run_overview(db, name, points),
+        "config": meta.get("config") or {},
+        "task_path": meta.get("task_path"),
+        "points": points,
+        "champion_path": path,
+        "champions": champion_history(db, points),
+        "failures": failure_groups(points),
+        "operators": operator_stats(points),
+        "models": model_stats(db, points),
+        "islands": island_stats(points),
+        "bandit": meta.get("bandit"),
+        "promotions": _promotions(db),
+        "replays": [dict(r) for r in db.execute("SELECT * FROM replays ORDER BY id")],
+        "stops": [
+            {"at": r["at"], **json.loads(r["data"])}
+            for r in db.execute("SELECT at, data FROM events WHERE kind='run_stopped' ORDER BY seq")
+        ],
+    }
+
+
+def unified_diff(a_code: str, b_code: str, a_label: str, b_label: str) -> str:
+    """Unified diff from a_code to b_code."""
+    return "".join(
+        difflib.unified_diff(
+            a_code.splitlines(keepends=True), b_code.splitlines(keepends=True), a_label, b_label
+        )
+    )
+
+
+def _code_of(db: sqlite3.Connection, candidate_id: int) -> str | None:
+    row = db.execute("SELECT code FROM candidates WHERE id=?", (candidate_id,)).fetchone()
+    return row[0] if row else None
+
+
+def candidate_view(db: sqlite3.Connection, candidate_id: int, against: int | None = None) -> dict[str, Any]:
+    """One candidate in full: code, diffs, metrics, feedback, lineage, children, prompt and raw reply."""
+    row = db.execute("SELECT * FROM candidates WHERE id=?", (candidate_id,)).fetchone()
+    if row is None:
+        raise UserError(f"no candidate {candidate_id} in this run")
+    c = dict(row)
+    c["metrics"] = json.loads(c["metrics"]) if c["metrics"] else {}
+    call = (
+        db.execute("SELECT * FROM llm_calls WHERE id=?", (c["call_id"],)).fetchone() if c["call_id"] else None
+    )
+    lineage = [
+        dict(r)
+        for r in db.execute(
+            "WITH RECURSIVE up(id, n) AS (SELECT ?, 0 UNION ALL SELECT c.parent_id, up.n + 1 FROM candidates c"
+            " JOIN up ON c.id = up.id WHERE c.parent_id IS NOT NULL)"
+            " SELECT c.id, c.status, c.score, c.operator FROM up JOIN candidates c ON c.id = up.id ORDER BY up.n DESC",
+            (candidate_id,),
+        )
+    ]
+    children = [
+        dict(r)
+        for r in db.execute(
+            # by parent_id only: it is indexed (second_parent_id is not, and an OR would scan the table)
+            "SELECT id, status, score, operator FROM candidates WHERE parent_id=? ORDER BY id",
+            (candidate_id,),
+        )
+    ]
+    diffs = []
+    if c["parent_id"] is not None:
+        diffs.append(("parent", c["parent_id"]))
+    if c["second_parent_id"] is not None:
+        diffs.append(("second parent", c["second_parent_id"]))
+    if against is not None and against != candidate_id:
+        diffs.append(("chosen", against))
+    rendered = []
+    for label, other in diffs:
+        other_code = _code_of(db, other)
+        if other_code is None:
+            raise UserError(f"no candidate {other} to diff against in this run")
+        rendered.append(
+            {
+                "label": label,
+                "other": other,
+                "diff": unified_diff(
+                    other_code, c["code"], f"candidate {other}", f"candidate {candidate_id}"
+                ),
+            }
+        )
+    ids = db.execute("SELECT MAX(id), MIN(id) FROM candidates").fetchone()
+    return {
+        **c,
+        "call": dict(call) if call else None,
+        "lineage": lineage,
+        "children": children,
+        "diffs": rendered,
+        "promotions": [g for g in _promotions(db) if candidate_id in (g["champion_id"], g["challenger_id"])],
+        "replays": [
+            dict(r)
+            for r in db.execute("SELECT * FROM replays WHERE candidate_id=? ORDER BY id", (candidate_id,))
+        ],
+        "max_id": ids[0],
+        "min_id": ids[1],
+    }
+
+
+def candidate_ids(db: sqlite3.Connection) -> list[int]:
+    return [r[0] for r in db.execute("SELECT id FROM candidates ORDER BY id")]
+
+
+def evaluated_candidates(db: sqlite3.Connection) -> list[Candidate]:
+    """Every candidate evaluated ok, in full (code and metrics), oldest first."""
+    return [
+        _row_to_candidate(r) for r in db.execute("SELECT * FROM candidates WHERE status='ok' ORDER BY id")
+    ]

@@ -8,6 +8,8 @@ import secrets
 import shutil
 import statistics
 import tempfile
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from discovery.sandbox.base import (
     PYTHON,
     RUNNER_MOUNT,
     TASK_MOUNT,
+    Attachment,
     Limits,
     Mount,
     Sandbox,
@@ -26,6 +29,9 @@ from discovery.sandbox.hostpaths import sandboxes_dir
 from discovery.task import Task
 
 RESULT_MARK = "@@discovery-result@@"
+
+# For agent tasks: opens the LLM gateway for one evaluation, given (split, seed); see discovery/llm/gateway.py.
+AgentSessions = Callable[[str, int], AbstractAsyncContextManager[Attachment]]
 TAIL_CHARS = 4000
 
 
@@ -122,8 +128,10 @@ def parse_result(result: SandboxResult, nonce: str) -> Outcome:
         return Outcome("failed", None, {}, None, why, tail, result.wall_s)
     if payload.get("status") != "ok":
         failure = payload.get("error", "unknown error")
-        if payload.get("kind") == "evaluator" and payload.get("traceback"):
-            failure += "\n" + payload["traceback"][-1500:]
+        if payload.get("kind") == "evaluator":
+            # The evaluator's own bug (not CandidateError): recorded apart, never charged to the candidate.
+            failure += "\n" + (payload.get("traceback") or "")[-1500:]
+            return Outcome("evaluator_failed", None, {}, None, failure.strip(), tail, result.wall_s)
         return Outcome("failed", None, {}, None, failure, tail, result.wall_s)
     metrics = payload.get("metrics") or {}
     timed = metrics.get("timed_wall_s")
@@ -143,6 +151,7 @@ def runner_job(
     stage: str | None = None,
     nonce: str = "",
     runner: Path | None = None,
+    attachment: Attachment | None = None,
 ) -> SandboxJob:
     """The sandbox job that runs the trusted runner on one candidate file (at a cheap stage, if named)."""
     argv = (
@@ -159,13 +168,27 @@ def runner_job(
         "--seed",
         str(seed),
     ) + (("--stage", stage) if stage else ())
+    scoring = task.spec.openevolve
+    if scoring is not None:
+        # OpenEvolve's contract: evaluator.py's evaluate(program_path), fitness as OpenEvolve computes it.
+        options = {"cascade": scoring.cascade, "thresholds": scoring.thresholds, "features": scoring.features}
+        argv += ("--openevolve", json.dumps(options))
     mounts = (
         Mount(task.path, TASK_MOUNT),
         Mount(runner or sandboxes_dir(), RUNNER_MOUNT),
         Mount(candidate_dir, CANDIDATE_MOUNT),
     )
+    env: dict[str, str] = {}
+    if attachment is not None:
+        mounts += (attachment.mount,)
+        env = dict(attachment.env)
     return SandboxJob(
-        argv=argv, mounts=mounts, limits=task_limits(task), labels=labels, stdin=f"{nonce}\n".encode()
+        argv=argv,
+        mounts=mounts,
+        limits=task_limits(task),
+        labels=labels,
+        stdin=f"{nonce}\n".encode(),
+        env=env,
     )
 
 
@@ -178,8 +201,12 @@ async def evaluate_once(
     labels: dict[str, str] | None = None,
     stage: str | None = None,
     runner: Path | None = None,
+    agent: AgentSessions | None = None,
 ) -> Outcome:
-    """Evaluate a program once on a split with a seed, in a fresh sandbox (runner: the shipped runner folder)."""
+    """Evaluate a program once on a split with a seed, in a fresh sandbox.
+
+    runner: the shipped runner folder (default: this install's); agent: gateway sessions for agent tasks.
+    """
     candidate_dir = Path(tempfile.mkdtemp(prefix="discovery-cand-"))
     try:
         # World-readable: the sandbox runs as an unprivileged user.
@@ -188,12 +215,25 @@ async def evaluate_once(
         path.write_text(code)
         path.chmod(0o444)
         nonce = secrets.token_hex(16)
-        result = await sandbox.run(
-            runner_job(task, candidate_dir, split, seed, labels or {}, stage, nonce, runner)
-        )
+        if agent is None:
+            result = await sandbox.run(
+                runner_job(task, candidate_dir, split, seed, labels or {}, stage, nonce, runner)
+            )
+            usage: dict[str, float] = {}
+        else:
+            async with agent(split, seed) as attachment:
+                job = runner_job(
+                    task, candidate_dir, split, seed, labels or {}, stage, nonce, runner, attachment
+                )
+                result = await sandbox.run(job)
+            usage = attachment.usage
     finally:
         shutil.rmtree(candidate_dir, ignore_errors=True)
-    return parse_result(result, nonce)
+    outcome = parse_result(result, nonce)
+    if usage:
+        # What the agent spent through the gateway, beside its score.
+        outcome = dataclasses.replace(outcome, metrics={**outcome.metrics, **usage})
+    return outcome
 
 
 async def evaluate(
@@ -203,13 +243,16 @@ async def evaluate(
     split: str | None = None,
     labels: dict[str, str] | None = None,
     runner: Path | None = None,
+    agent: AgentSessions | None = None,
 ) -> Outcome:
     """Evaluate with the task's repeats (seeds seed, seed+1, ...); the score is their mean."""
     split = split or task.spec.evaluation.train_split
     first_seed = task.spec.evaluation.seed
     outcomes = []
     for repeat in range(task.spec.evaluation.repeats):
-        outcome = await evaluate_once(sandbox, task, code, split, first_seed + repeat, labels, runner=runner)
+        outcome = await evaluate_once(
+            sandbox, task, code, split, first_seed + repeat, labels, runner=runner, agent=agent
+        )
         if outcome.status != "ok":
             return outcome
         outcomes.append(outcome)

@@ -156,18 +156,44 @@ class LLMClient:
 
     async def complete(self, model: ModelSpec, messages: list[dict[str, str]], seed: int) -> Reply:
         """One chat completion; raises LLMFailure when no usable reply comes back."""
+        reply, finish_reason, refusal = await self.request(
+            model, messages, seed, self.temperature, self.max_tokens
+        )
+        if finish_reason == "content_filter" or refusal:
+            raise LLMFailure(
+                "refused", f"the provider refused to answer ({finish_reason})", usage=reply.usage()
+            )
+        if not reply.text.strip():
+            raise LLMFailure("empty", "the reply was empty", usage=reply.usage())
+        return reply
+
+    async def request(
+        self,
+        model: ModelSpec,
+        messages: list[dict[str, Any]],
+        seed: int | None,
+        temperature: float,
+        max_tokens: int,
+    ) -> tuple[Reply, str | None, bool]:
+        """One chat completion with tenacity retries: the reply, its finish reason, and whether it was refused.
+
+        Raises LLMFailure only when the provider gave no response at all (after the retries).
+        """
         litellm = _litellm()
         kwargs: dict[str, Any] = {
             "model": model.name,
             "messages": messages,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
             "timeout": self.timeout_s,
-            "seed": seed,  # each request its own seed: a fixed one made identical prompts give identical replies
             "drop_params": True,  # providers without `seed` support drop it instead of failing
             "num_retries": 0,  # tenacity below is the only retry layer
             "max_retries": 0,
         }
+        if seed is not None:
+            kwargs["seed"] = (
+                seed  # each request its own seed: a fixed one made identical prompts give identical replies
+            )
         if model.api_base:
             kwargs["api_base"] = model.api_base
         if model.api_key:
@@ -195,10 +221,16 @@ class LLMClient:
             cost_usd=_cost(litellm, response),
             latency_s=latency,
         )
-        if choice.finish_reason == "content_filter" or getattr(choice.message, "refusal", None):
-            raise LLMFailure(
-                "refused", f"the provider refused to answer ({choice.finish_reason})", usage=reply.usage()
-            )
-        if not reply.text.strip():
-            raise LLMFailure("empty", "the reply was empty", usage=reply.usage())
-        return reply
+        return reply, choice.finish_reason, bool(getattr(choice.message, "refusal", None))
+
+
+def estimate_cost(model: ModelSpec, prompt_tokens: int, completion_tokens: int) -> float:
+    """USD litellm would charge for this many tokens on the model, or 0 when its price is unknown."""
+    litellm = _litellm()
+    try:
+        prompt_usd, completion_usd = litellm.cost_per_token(
+            model=model.name, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        )
+    except Exception:  # noqa: BLE001 - local and self-hosted models have no price
+        return 0.0
+    return float(prompt_usd + completion_usd)

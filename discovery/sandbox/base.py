@@ -11,6 +11,7 @@ from typing import Protocol
 TASK_MOUNT = "/task"
 RUNNER_MOUNT = "/runner"
 CANDIDATE_MOUNT = "/candidate"
+GATEWAY_MOUNT = "/llm"  # the folder holding this evaluation's LLM gateway socket (agent tasks)
 PYTHON = "python3"  # argv[0] token: each backend substitutes the interpreter it runs
 
 
@@ -47,6 +48,21 @@ class SandboxJob:
     # Written to the job's stdin, then closed: the runner reads the per-evaluation result nonce here,
     # since argv and the environment are readable by the candidate through /proc.
     stdin: bytes = b""
+    # Extra environment for the job (e.g. the LLM gateway's socket path and token): never host
+    # variables or keys. Values naming a mount target are rewritten by backends without mounts.
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Attachment:
+    """What a host-side service (the LLM gateway) adds to one job: a mount and environment variables.
+
+    `usage` is filled by the service when the job is over (e.g. agent calls, tokens, cost).
+    """
+
+    mount: Mount
+    env: dict[str, str]
+    usage: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

@@ -96,7 +96,7 @@ def bwrap_argv(
         # no per-GPU device cgroup, so pick GPUs with CUDA_VISIBLE_DEVICES or use Docker).
         argv += [a for node in sorted(glob.glob("/dev/nvidia*")) for a in ("--dev-bind", node, node)]
     argv += ["--remount-ro", "/", "--chdir", SANDBOX_HOME, "--clearenv"]
-    for key, value in sandbox_env(limits, SANDBOX_HOME).items():
+    for key, value in {**sandbox_env(limits, SANDBOX_HOME), **job.env}.items():
         argv += ["--setenv", key, value]
     if seccomp_fd is not None:
         argv += ["--seccomp", str(seccomp_fd)]

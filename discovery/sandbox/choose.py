@@ -136,11 +136,11 @@ def auto_choice(rows: list[tuple[str, bool, str]]) -> str | None:
     return None
 
 
-def render_check_table(image: str = DEFAULT_IMAGE) -> Table:
+def render_check_table(image: str = DEFAULT_IMAGE, rows: list[tuple[str, bool, str]] | None = None) -> Table:
     """`discovery sandbox check` as a rich Table: each backend, whether it works, and why."""
     from rich.table import Table
 
-    rows = check_backends(image)
+    rows = check_backends(image) if rows is None else rows
     choice = auto_choice(rows)
     table = Table(title=f"sandbox backends (auto picks: {choice or 'none - see below'})")
     table.add_column("backend")

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from discovery.sandbox.base import PYTHON, Limits, SandboxJob, SandboxResult, SandboxUnavailable
 from discovery.sandbox.docker_client import connect
 from discovery.sandbox.images import LABEL_BINDS, LABEL_KIND, LABEL_PYTHON, image_info, skeleton_is_current
-from discovery.sandbox.spawn import HOST_GONE_GRACE_S, sandbox_env
+from discovery.sandbox.spawn import HOST_GONE_GRACE_S, pid_alive, sandbox_env
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,7 @@ class DockerSandbox:
         )
         env = sandbox_env(limits, SANDBOX_HOME)
         env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+        env.update(job.env)
         if gpus:
             env["NVIDIA_VISIBLE_DEVICES"] = ",".join(gpus)
         argv = list(job.argv)
@@ -329,23 +330,12 @@ def remove_orphans(client: Any) -> int:
     removed = 0
     for c in client.api.containers(all=True, filters={"label": HOST_LABEL}):
         owner, _, pid = c.get("Labels", {}).get(HOST_LABEL, "").rpartition(":")
-        if owner != here or not pid.isdigit() or _pid_alive(int(pid)):
+        if owner != here or not pid.isdigit() or pid_alive(int(pid)):
             continue
         with contextlib.suppress(Exception):
             client.api.remove_container(c["Id"], force=True, v=True)
             removed += 1
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists here."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def cleanup_stale(client: Any | None = None, run_label: str | None = None) -> int:

@@ -102,13 +102,37 @@ def skeleton_tar(binds: list[tuple[str, str]]) -> bytes:
     return buf.getvalue()
 
 
+def _image_id(client: Any, name: str) -> str | None:
+    """The id image `name` points at now, or None."""
+    import docker
+
+    try:
+        return client.images.get(name).id
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def _remove_replaced(client: Any, name: str, old_id: str | None) -> None:
+    """Remove the image a rebuild of `name` replaced, so rebuilds leave no dangling images behind."""
+    import docker
+
+    if old_id is None or old_id == _image_id(client, name):
+        return
+    try:
+        client.images.remove(old_id)
+    except docker.errors.APIError as exc:  # still used by a container, or tagged elsewhere: keep it
+        log.info("kept the replaced image %s of %s: %s", old_id[:19], name, exc)
+
+
 def _import(client: Any, tar_path: str, name: str, labels: dict[str, str]) -> None:
-    """`docker import` a root file system tar as image `name`, with labels."""
+    """`docker import` a root file system tar as image `name`, with labels (replacing the old one)."""
     repo, _, tag = name.rpartition(":") if ":" in name.split("/")[-1] else (name, "", "latest")
     changes = [f"LABEL {k}={json.dumps(v)}" for k, v in labels.items()]
     changes += ["WORKDIR /tmp", "USER 65534:65534", 'ENV PATH="/usr/local/bin:/usr/bin:/bin"']
+    old_id = _image_id(client, name)
     with open(tar_path, "rb") as fh:
         client.api.import_image_from_data(fh.read(), repository=repo, tag=tag or "latest", changes=changes)
+    _remove_replaced(client, name, old_id)
 
 
 def build_skeleton(name: str, client: Any | None = None, python: str | None = None) -> None:
@@ -164,8 +188,10 @@ def build_dockerfile(name: str, recipe: str = "py", client: Any | None = None) -
     client = client or connect()
     recipe_dir = sandboxes_dir()
     dockerfile = recipe_dir / f"{recipe}.Dockerfile"
+    old_id = _image_id(client, name)
     try:
         client.images.build(path=str(recipe_dir), dockerfile=dockerfile.name, tag=name, rm=True, pull=False)
+        _remove_replaced(client, name, old_id)
     except Exception as exc:  # noqa: BLE001 - BuildError / APIError: report the engine's words
         raise UserError(
             f"docker build of {dockerfile.name} failed ({exc}); on a machine without a registry use "

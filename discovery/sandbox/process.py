@@ -18,6 +18,7 @@ from discovery.sandbox.spawn import (
     HOST_GONE_GRACE_S,
     Launcher,
     rewrite_argv,
+    rewrite_env,
     rlimits,
     run_group,
     sandbox_env,
@@ -64,7 +65,7 @@ class ProcessSandbox:
                 argv = [self.backstop, "-s", "KILL", f"{limits.timeout_s + HOST_GONE_GRACE_S:g}", *argv]
             return await run_group(
                 argv,
-                env=sandbox_env(limits, home),
+                env={**sandbox_env(limits, home), **rewrite_env(job.env, job.mounts)},
                 cwd=home,
                 limits=limits,
                 rlimit_pairs=pairs,

@@ -182,6 +182,22 @@ def rewrite_argv(argv: Sequence[str], mounts: Sequence[Mount], python: str) -> l
     return out
 
 
+def rewrite_env(env: dict[str, str], mounts: Sequence[Mount]) -> dict[str, str]:
+    """The job's extra environment with mount targets mapped to host paths (no mount namespace)."""
+    return {key: rewrite_argv(["", value], mounts, "")[1] for key, value in env.items()}
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def killpg(pgid: int) -> None:
     """SIGKILL a whole process group; gone already is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -224,18 +240,28 @@ async def spawn(
     pass_fds: Sequence[int] = (),
 ) -> asyncio.subprocess.Process:
     """Start argv in its own session with piped output; vfork()s unless a preexec_fn is given."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,  # own session and process group: killpg reaches every child
-        preexec_fn=preexec,
-        close_fds=True,
-        pass_fds=tuple(pass_fds),
+    creating = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,  # own session and process group: killpg reaches every child
+            preexec_fn=preexec,
+            close_fds=True,
+            pass_fds=tuple(pass_fds),
+        )
     )
+    try:
+        proc = await asyncio.shield(creating)
+    except asyncio.CancelledError:
+        # Cancelled while the child was being set up: it exists already and would wait on its
+        # stdin forever, outside any group we still track. Finish creating it, kill it, re-raise.
+        with contextlib.suppress(Exception):
+            killpg((await creating).pid)
+        raise
     if stdin:
         assert proc.stdin is not None
         # Small (a nonce): fits the pipe buffer, so this never blocks on a child that does not read.

@@ -15,6 +15,7 @@ from discovery.domain import EVALUATED_FAILURES, Candidate, Status, code_hash
 from discovery.evaluation.executors import Executor
 from discovery.evaluation.executors.local import LocalExecutor
 from discovery.llm import LLMClient, LLMFailure
+from discovery.llm.gateway import Gateway
 from discovery.program import reflection
 from discovery.program.blocks import normalise
 from discovery.program.patch import Rejection, build_program
@@ -31,8 +32,19 @@ log = logging.getLogger(__name__)
 
 # After this many provider failures in a row (each already retried), the run stops and can be resumed.
 MAX_CONSECUTIVE_LLM_ERRORS = 5
+# After this many evaluator failures in a row (the task's own bug, not the candidates'), the run stops.
+MAX_CONSECUTIVE_EVALUATOR_FAILURES = 3
 # With --reflection, one short-term reflection per this many evaluated children.
 REFLECT_EVERY_CHILDREN = 4
+
+
+def agent_sessions(
+    gateway: Gateway | None, task: Task, candidate_id: int | None, purpose: str
+) -> evaluation.AgentSessions | None:
+    """Gateway sessions for a candidate's evaluations (purpose: search, stage, gate, replay); None for algorithms."""
+    if gateway is None or task.spec.agent is None:
+        return None
+    return gateway.sessions(task.spec.agent, candidate_id, purpose)
 
 
 @dataclasses.dataclass
@@ -63,12 +75,16 @@ class Search:
     on_change: Callable[[Stats], None] = lambda stats: None
     max_time: float | None = None
     executor: Executor | None = None  # default: LocalExecutor(sandbox)
+    gateway: Gateway | None = None  # agent tasks: candidates call the agent model through it
     stats: Stats = dataclasses.field(default_factory=Stats)
     stop_reason: str | None = None
+    # Why the run stopped, for the exit code: done, seed_failed, provider, sandbox or evaluator.
+    stop_kind: str = "done"
     _queue: asyncio.Queue | None = None
     _room: asyncio.Condition | None = None
     _gate: asyncio.Lock | None = None
     _consecutive_errors: int = 0
+    _evaluator_failures: int = 0
     _similar_streak: int = 0
     _evaluations_halted: bool = False
     _rng: random.Random | None = None
@@ -98,21 +114,27 @@ class Search:
     def _seed(self) -> Candidate:
         return self.archive.seed()
 
-    async def _stop(self, reason: str) -> None:
+    async def _stop(self, reason: str, kind: str = "done") -> None:
         """Stop proposing (first reason wins) and wake every slot that waits, so the run winds down."""
-        self.stop_reason = self.stop_reason or reason
+        if not self.stop_reason:
+            self.stop_reason, self.stop_kind = reason, kind
         assert self._room is not None
         async with self._room:
             self._room.notify_all()
 
     # ----- evaluation ------------------------------------------------------------------------
 
+    def _agent(self, candidate_id: int, purpose: str) -> evaluation.AgentSessions | None:
+        """Gateway sessions for one candidate's evaluations, when the task is an agent task."""
+        return agent_sessions(self.gateway, self.task, candidate_id, purpose)
+
     async def _score(self, candidate: Candidate) -> tuple[evaluation.Outcome, float | None]:
         """Cascade: a quick stage first when enabled, and the full evaluation only if it clears the bar."""
         labels = {"discovery.run": self.run_id, "discovery.candidate": str(candidate.id)}
         stage = self.task.spec.evaluation.cascade_stage
+        agent = self._agent(candidate.id, "search")
         if self.config.cascade is None or not stage:
-            return await self.executor.evaluate(self.task, candidate.code, labels=labels), None
+            return await self.executor.evaluate(self.task, candidate.code, labels=labels, agent=agent), None
         quick = await self.executor.evaluate_once(
             self.task,
             candidate.code,
@@ -120,6 +142,7 @@ class Search:
             self.task.spec.evaluation.seed,
             labels,
             stage=stage,
+            agent=self._agent(candidate.id, "stage"),
         )
         if quick.status != Status.OK:
             return quick, None
@@ -137,7 +160,7 @@ class Search:
                 quick.output_tail,
                 quick.wall_s,
             ), stage_fitness
-        full = await self.executor.evaluate(self.task, candidate.code, labels=labels)
+        full = await self.executor.evaluate(self.task, candidate.code, labels=labels, agent=agent)
         return full, stage_fitness
 
     async def _evaluate(self, candidate_id: int) -> None:
@@ -153,7 +176,8 @@ class Search:
             self._evaluations_halted = True
             await self._stop(
                 f"the {self.executor.name} sandbox failed ({exc}); candidate {candidate_id} is still pending: "
-                "fix the backend (`discovery sandbox check`) and `discovery resume` the run"
+                "fix the backend (`discovery sandbox check`) and `discovery resume` the run",
+                "sandbox",
             )
             return
         fitness = self.task.fitness(outcome.score) if outcome.score is not None else None
@@ -188,6 +212,17 @@ class Search:
             node=outcome.node,
         )
         self._refresh_stats()
+        self._evaluator_failures = (
+            self._evaluator_failures + 1 if outcome.status == Status.EVALUATOR_FAILED else 0
+        )
+        if self._evaluator_failures >= MAX_CONSECUTIVE_EVALUATOR_FAILURES:
+            first = (outcome.failure or "").splitlines()[0] if outcome.failure else "?"
+            await self._stop(
+                f"the task's evaluator failed on {self._evaluator_failures} candidates in a row ({first}); "
+                f"fix {self.task.path}/evaluate.py (`discovery archive candidate {self.run_id} {candidate_id}` "
+                "shows its traceback) and `discovery resume` the run",
+                "evaluator",
+            )
         if candidate.operator == "seed":
             return
         self._children_evaluated += 1
@@ -227,7 +262,7 @@ class Search:
         assert self._gate is not None
         async with self._gate:
             await gate.challenge(
-                self.archive, self.task, self.config, self.executor, self.run_id, challenger_id
+                self.archive, self.task, self.config, self.executor, self.run_id, challenger_id, self.gateway
             )
 
     # ----- proposals -------------------------------------------------------------------------
@@ -260,8 +295,9 @@ class Search:
             if failure.status == "error":
                 self._consecutive_errors += 1
                 if failure.fatal:
-                    self.stop_reason = f"{plan.model.name}: {failure}"
+                    self.stop_reason, self.stop_kind = f"{plan.model.name}: {failure}", "provider"
                 elif self._consecutive_errors >= MAX_CONSECUTIVE_LLM_ERRORS:
+                    self.stop_kind = "provider"
                     self.stop_reason = (
                         f"{plan.model.name} failed {self._consecutive_errors} times in a row: {failure}"
                     )
@@ -366,6 +402,7 @@ class Search:
         if self.stop_reason:
             return
         if seed.status != Status.OK:
+            self.stop_kind = "seed_failed"
             self.stop_reason = (
                 f"the seed program failed its own evaluation ({seed.status}: {(seed.failure or '').splitlines()[0]}); "
                 f"fix the task (`discovery tasks validate {self.task.path}`)"

@@ -47,7 +47,12 @@ _ENV_ALLOWLIST = (
     "MKL_NUM_THREADS",
     "CUDA_VISIBLE_DEVICES",
     "LD_LIBRARY_PATH",
+    # Agent tasks: the LLM gateway's socket and this evaluation's token (never a provider key).
+    "DISCOVERY_LLM_SOCKET",
+    "DISCOVERY_LLM_TOKEN",
 )
+# The folder holding discovery_harness: put on the child's sys.path when it may import the harness.
+_HARNESS_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PR_SET_DUMPABLE = 4
 _READ_CHUNK = 1 << 16
 _TAIL_CHARS = 1500
@@ -78,6 +83,8 @@ def _tail(exc, limit):
 
 def _main():
     path, rfd, wfd, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    if len(sys.argv) > 5:
+        sys.path.insert(0, sys.argv[5])  # the harness (discovery_harness.llm for agents)
     os.set_blocking(rfd, False)
     poller = select.poll()  # poll + non-blocking reads wake up faster than a blocking read
     poller.register(rfd, select.POLLIN)
@@ -125,6 +132,7 @@ def _main():
     for line in requests():
         req = json.loads(line, object_hook=_decode)
         fn_name = req["fn"]
+        os.environ.update(req.get("env") or {})
         fn = getattr(module, fn_name, None)
         if not callable(fn):
             send({"id": req["id"], "ok": False, "kind": "missing",
@@ -189,8 +197,11 @@ class CandidateProcess:
         start_timeout_s: float | None = None,
         max_reply_bytes: int = 16 << 20,
         env: Mapping[str, str] | None = None,
+        import_harness: bool = False,
     ) -> None:
         self.candidate_path = os.fspath(candidate_path)
+        self.import_harness = import_harness  # lets the candidate `from discovery_harness import llm`
+        self.call_env: dict[str, str] = {}  # set in the child's environment before each call
         self.timeout_s = timeout_s
         self.start_timeout_s = timeout_s if start_timeout_s is None else start_timeout_s
         self.max_reply_bytes = max_reply_bytes
@@ -223,6 +234,7 @@ class CandidateProcess:
                     str(req_r),
                     str(rep_w),
                     str(_TAIL_CHARS),
+                    *([_HARNESS_PARENT] if self.import_harness else []),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=2,  # the candidate's prints go to stderr, never into the channel
@@ -298,7 +310,7 @@ class CandidateProcess:
         deadline = time.monotonic() + limit_s
         req_id = self._next_id
         self._next_id += 1
-        msg = {"id": req_id, "fn": fn, "args": args, "kwargs": kwargs, "map": is_map}
+        msg = {"id": req_id, "fn": fn, "args": args, "kwargs": kwargs, "map": is_map, "env": self.call_env}
         data = json.dumps(msg, default=_encode_arg, separators=(",", ":")).encode() + b"\n"
         self._send(data, fn, deadline, limit_s)
         return self._await_reply(req_id, f"{fn}()", limit_s, deadline)

@@ -6,8 +6,11 @@ The candidate runs in the evaluator's process (see worker.py: on its own thread)
  - installs a PEP 578 audit hook that, while armed, refuses the ways across from candidate code to
    the harness's state: gc object walks, other threads' frames, sys._getframe reaching a trusted
    frame, tracing, rewriting a trusted function's code, writing the task folder, opening anything
-   under /proc, starting a process, native code through ctypes, and (off the main thread) reading
+   under /proc (but a few harmless files torch reads), starting a process, native code through
+   ctypes or a native extension from outside the installation, and (off the main thread) reading
    the task's private data; paths are compared after resolving symlinks, `//` and the cwd;
+ - lets torch.compile and Triton compile (toolchain.py: their compilers only, called from their own
+   code, with checked arguments and environment; the residual risk is stated there);
  - records every refusal, so a candidate that swallows the PermissionError is still failed;
  - deny_reads() adds a kernel rule (Landlock) on the candidate thread, inherited by any process it
    manages to start, so reads the audit hook cannot see (C-level opens such as torch.from_file, a
@@ -32,6 +35,14 @@ import time
 import types
 
 from discovery_harness.errors import CandidateError
+from discovery_harness.toolchain import (
+    NATIVE_EVENTS,
+    PROC_READS,
+    PROCESS_EVENTS,
+    Toolchain,
+    prepare_environment,
+    steering,
+)
 
 # Captured when the harness is imported, before any candidate code can run.
 _get_ident = _thread.get_ident
@@ -46,6 +57,7 @@ _listdir = os.listdir
 _isenabled = gc.isenabled
 _getattr = builtins.getattr
 _id = builtins.id
+_getframe = sys._getframe
 _MISSING = object()
 
 _ALWAYS_BLOCKED = {
@@ -94,7 +106,19 @@ _PATH_EVENTS = {
     "shutil.copyfile",
 }
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_WATCHED_EVENTS = set(_ALWAYS_BLOCKED) | _PATH_EVENTS | {"open", "sys._getframe", "object.__setattr__"}
+_WATCHED_EVENTS = (
+    set(_ALWAYS_BLOCKED)
+    | _PATH_EVENTS
+    | {
+        "open",
+        "sys._getframe",
+        "object.__setattr__",
+        "import",
+        "os.putenv",
+        "os.unsetenv",
+    }
+)
+_ALLOWANCE_EVENTS = PROCESS_EVENTS | NATIVE_EVENTS
 _PROC = "/proc"
 _CODE_ATTRS = ("__code__", "__defaults__", "__kwdefaults__")
 # torch rebinds these itself on a lazy import (torch._dynamo wraps manual_seed on an optimiser's
@@ -213,12 +237,17 @@ class Guard:
         task_dir: str,
         private_dirs: tuple[str, ...] = (),
         extra_trusted: tuple[str, ...] = (),
+        compilers: bool = True,
     ) -> None:
         import torch
 
         self._modules = list(trusted_modules)
         self._task_dirs = tuple({_abspath(task_dir), _realpath(task_dir)})
         self._private = tuple({form for p in private_dirs for form in (_abspath(p), _realpath(p))})
+        if compilers:
+            prepare_environment()
+        self._toolchain = Toolchain(self._task_dirs, self._private)
+        self._compilers = compilers
         self._trusted_files = {f for path in extra_trusted for f in (path, _abspath(path))}
         for module in self._modules:
             path = getattr(module, "__file__", None)
@@ -267,7 +296,17 @@ class Guard:
         task_dirs, private, protected = self._task_dirs, self._private, self._protected_functions
         watched, always = _WATCHED_EVENTS, _ALWAYS_BLOCKED
         get_ident, abspath, id_, fsdecode, spellings = _get_ident, _abspath, _id, _fsdecode, _spellings
-        inside = _inside
+        inside, getframe, toolchain = _inside, _getframe, self._toolchain
+        allowance = _ALLOWANCE_EVENTS if self._compilers else frozenset()
+
+        def check_allowance(event: str, args: tuple) -> str | None:
+            """None when torch/Triton may do this (toolchain.py), else why not."""
+            try:
+                if event == "import":
+                    return toolchain.native_import(args[1], getframe(2), allow_caches=bool(allowance))
+                return toolchain.refusal(event, args, getframe(2))
+            except Exception as exc:  # noqa: BLE001 - a check that breaks refuses
+                return f"the check failed: {exc!r}"
 
         def refuse(reason: str) -> None:
             violations.append(reason)
@@ -277,7 +316,23 @@ class Guard:
             if event not in watched or not state["armed"]:
                 return
             if event in always:
+                if event in allowance:
+                    why = check_allowance(event, args)
+                    if why is None:
+                        return
+                    refuse(f"{always[event]} ({why})")
                 refuse(always[event])
+            elif event == "import":
+                # A native extension is native code: only the installation's (and compiled kernels).
+                if len(args) >= 3 and args[2] is None and isinstance(args[1], str):
+                    why = check_allowance(event, args)
+                    if why is not None:
+                        refuse(f"importing native code is off limits ({why})")
+            elif event in ("os.putenv", "os.unsetenv"):
+                # Children inherit the environment: the variables that steer a compiler stay as they were.
+                key = fsdecode(args[0]) if args and isinstance(args[0], (str, bytes)) else ""
+                if allowance and steering(key):
+                    refuse(f"setting the environment variable {key} is off limits (it steers the compilers)")
             elif event == "sys._getframe":
                 code = args[0].f_code if args and args[0] is not None else None
                 if code is not None and (code.co_filename in trusted or abspath(code.co_filename) in trusted):
@@ -295,13 +350,14 @@ class Guard:
                 if not isinstance(raw, str):
                     return  # an fd: it came from an open this hook already checked
                 paths = spellings(raw)
-                if event == "open" and any(inside(path, _PROC) for path in paths):
-                    refuse(f"opened {raw}: /proc (process memory, other roots, fds) is off limits")
                 writes = (
                     event != "open"
                     or (isinstance(args[1], str) and any(c in args[1] for c in "wax+"))
                     or (args[1] is None and isinstance(args[2], int) and args[2] & _WRITE_FLAGS)
                 )
+                if event == "open" and any(inside(path, _PROC) for path in paths):
+                    if writes or not all(path in PROC_READS for path in paths):
+                        refuse(f"opened {raw}: /proc (process memory, other roots, fds) is off limits")
                 if writes and any(inside(path, root) for path in paths for root in task_dirs):
                     refuse(f"{event} on {raw}: the task folder is read-only")
                 if event != "open" or get_ident() == state["main"]:

@@ -20,12 +20,28 @@ def _clear(held: list) -> None:
     held.clear()
 
 
+def _start_cuda() -> None:
+    """Worker job: start CUDA before the Guard arms (torch's lazy start loads NVML through ctypes)."""
+    if torch.cuda.is_available():
+        torch.cuda.init()
+        torch.cuda.device_count()
+        torch.zeros(1, device="cuda").add_(1)
+        torch.cuda.synchronize()
+
+
 class CandidateSession:
     """Worker thread + armed Guard: every call into candidate code goes through run()."""
 
-    def __init__(self, evaluator_file: str, private_dirs: tuple[str, ...] = (), threads: int = 1) -> None:
+    def __init__(
+        self,
+        evaluator_file: str,
+        private_dirs: tuple[str, ...] = (),
+        threads: int = 1,
+        compilers: bool = True,
+    ) -> None:
         torch.set_num_threads(threads)
         self._worker = CandidateThread(lambda: torch.set_num_threads(threads))
+        self._worker.run(_start_cuda)
         # Kernel-enforced, on the candidate thread only, before the Guard arms (it uses ctypes).
         refused = self._worker.run(deny_reads, tuple(private_dirs)) if private_dirs else ""
         if refused:
@@ -34,7 +50,9 @@ class CandidateSession:
         # The task's own module too: its reference's __code__ and its names must not change.
         harness += [m for m in sys.modules.values() if getattr(m, "__file__", None) == evaluator_file]
         task_dir = os.path.dirname(os.path.abspath(evaluator_file))
-        self._guard = Guard(harness, task_dir, private_dirs=private_dirs, extra_trusted=(evaluator_file,))
+        self._guard = Guard(
+            harness, task_dir, private_dirs=private_dirs, extra_trusted=(evaluator_file,), compilers=compilers
+        )
 
     def __enter__(self) -> CandidateSession:
         self._guard.arm()

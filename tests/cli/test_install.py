@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.openevolve_folders import RESULT_EVALUATOR, write_folder
+
 ROOT = Path(__file__).resolve().parents[2]
 TOY = ROOT / "tests" / "data" / "toy_task"
 
@@ -58,3 +60,18 @@ def test_wheel_installed_elsewhere_evaluates_a_task(tmp_path: Path) -> None:
     assert result["module"].startswith(str(purelib)), result  # the installed copy, not the checkout
     assert result["status"] == "ok", result
     assert result["score"] is not None
+    # `discovery ui` serves its script and stylesheet from the installed package
+    assets = subprocess.run(
+        [python, "-c", "from discovery.app.web.pages import static_text as s; print(len(s('app.js')), len(s('style.css')))"],
+        capture_output=True, text=True, cwd=work, timeout=60, check=False,
+    )  # fmt: skip
+    assert assets.returncode == 0 and all(int(n) > 0 for n in assets.stdout.split()), assets.stderr[-2000:]
+
+    # An OpenEvolve folder whose evaluator imports EvaluationResult: the stand-in ships in the wheel.
+    folder = write_folder(tmp_path / "oe_task", evaluator=RESULT_EVALUATOR)
+    out = subprocess.run(
+        [python, "-c", EVALUATE, folder], capture_output=True, text=True, cwd=work, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["status"] == "ok" and result["score"] == pytest.approx(0.6), result

@@ -107,3 +107,20 @@ def test_gpu_sizes_run_on_gpu() -> None:
     assert result["status"] == "ok", result
     assert result["metrics"]["on_gpu"] == 1.0
     assert 0.7 < result["score"] < 1.4
+
+
+@pytest.mark.gpu
+def test_bias_folded_into_linear_passes_on_gpu(tmp_path: Path) -> None:
+    # On an H100 with torch's default reduced-precision bf16 reductions, addmm at K=267 was 10-30x
+    # less accurate than the reference's mm + add, so this correct rewrite was refused at scale 1e2.
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine: cuBLAS reductions are not exercised")
+    candidate = tmp_path / "folded.py"
+    candidate.write_text(
+        "import torch.nn.functional as F\n\n"
+        "def linear_gelu_residual(x, weight, bias, residual):\n"
+        "    return F.gelu(F.linear(x, weight, bias)) + residual\n"
+    )
+    result = run_runner(ROOT / "tasks" / "linear_gelu_residual", candidate)
+    assert result["status"] == "ok", result
+    assert result["metrics"]["on_gpu"] == 1.0

@@ -67,8 +67,10 @@ def test_two_arms_print_a_table_and_write_the_plot(toy_task, tmp_path, fake_llm,
     )
     assert code == 0
     text = capsys.readouterr().out
-    lines = text.splitlines()
+    summary, _, curves = text.partition("best train score against LLM calls")
+    lines = summary.splitlines()
     assert any(line.startswith("arm ") and "held-out" in line for line in lines)
+    assert "@3 calls" in curves and "valid calls" in curves and "100 %" in curves
     rows = {
         line.split()[0]: line
         for line in lines
@@ -85,3 +87,49 @@ def test_two_arms_print_a_table_and_write_the_plot(toy_task, tmp_path, fake_llm,
         assert run["curve"][0] == -9.0  # the seed, before any call
         assert run["train"] > -9.0 and run["heldout_status"] == "n/a"
         assert (Path(run["run_dir"]) / "archive.sqlite").is_file()
+
+
+def test_stand_in_model_on_an_openevolve_task(tmp_path, capsys):
+    out = tmp_path / "out" / "eff.png"
+    code = load_script().main(
+        [
+            "--task",
+            str(ROOT / "tasks" / "openevolve_circle_packing"),
+            "--stand-in",
+            "perturb",
+            "--sandbox",
+            "process",
+            "--budget",
+            "4",
+            "--seeds",
+            "1",
+            "--arms",
+            "best-of-n,default",
+            "--archive-dir",
+            str(tmp_path / "runs"),
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "model openai/stand-in-perturb" in text and "seed program: train 0.406" in text
+    figures = json.loads(out.with_suffix(".json").read_text())
+    for run in figures["runs"]:
+        assert run["calls"] == 4 and run["curve"][0] == pytest.approx(0.40598, abs=1e-4)
+        assert run["valid"] + sum(run["lost"].values()) <= 4
+
+
+def test_openevolve_trace_becomes_a_curve_and_outcomes():
+    from bench import openevolve_arm
+
+    raw = {
+        "children": [
+            {"iteration": 1, "child_metrics": {"combined_score": 0.5, "validity": 1.0}},
+            {"iteration": 3, "child_metrics": {"combined_score": 0.0, "validity": 0.0, "error": "overlap"}},
+            {"iteration": 4, "child_metrics": {"combined_score": 0.7, "validity": 1.0}},
+        ],
+        "failures": [{"iteration": 2, "error": "No valid diffs found in response"}],
+    }
+    assert openevolve_arm.curve(raw, 0.4, 5) == [0.4, 0.5, 0.5, 0.5, 0.7, 0.7]
+    assert openevolve_arm.outcomes(raw) == (2, {"invalid": 1, "No valid diffs found in response": 1})

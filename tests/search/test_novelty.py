@@ -139,3 +139,11 @@ def test_threshold():
     assert too_similar(0.96, 0.95)
     assert not too_similar(0.9, 0.95)
     assert not too_similar(1.0, None)
+
+
+def test_the_novelty_check_is_off_by_default():
+    # Changed deliberately (it was 0.95): a rejection spends its LLM call, and a changed constant
+    # looked 95 % similar; see README, "Search efficiency".
+    from discovery.config import ModelConfig, RunConfig
+
+    assert RunConfig(task="t", models=[ModelConfig(name="m")]).novelty_threshold is None

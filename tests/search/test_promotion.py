@@ -112,3 +112,19 @@ def test_failed_repeats():
     assert decision.promote and decision.n == 5
     with pytest.raises(ValueError):
         decide([1.0] * 6, [2.0] * 5, True)
+
+
+def test_exact_comparison_of_deterministic_scores():
+    from discovery.search.gate import looks_deterministic
+    from discovery.search.strategies.promotion import decide_exact
+
+    assert looks_deterministic(False, [1.0, 1.0], [2.0, 2.0])
+    assert not looks_deterministic(False, [1.0], [2.0])  # one pair shows nothing
+    assert not looks_deterministic(False, [1.0, 1.1], [2.0, 2.0])
+    assert not looks_deterministic(True, [None], [2.0])
+    assert looks_deterministic(True, [1.0], [2.0])
+    won = decide_exact(1.0, 2.0, maximize=True, margin=0.5)
+    assert won.promote and won.p_value is None and won.test == "exact"
+    assert not decide_exact(1.0, 1.2, maximize=True, margin=0.5).promote
+    assert decide_exact(3.0, 1.0, maximize=False).promote
+    assert not decide_exact(1.0, None, maximize=True).promote

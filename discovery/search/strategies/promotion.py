@@ -4,6 +4,10 @@ Both programs are re-evaluated on the held-out split with the same n seeds, givi
 The test is a one-sided paired permutation (sign-flip) test of the mean gain over a margin: exact
 over all 2^n sign patterns when n <= 16, Monte Carlo otherwise. Its smallest possible p-value is
 2^-n, so p < 0.05 needs n >= 5; the default is 6 repeats (smallest p = 1/64).
+
+A deterministic evaluator gives the same score on every repeat, so the sign-flip test would only
+report 2^-n from n identical pairs, a number that tests nothing: such a comparison is made once,
+exactly (`decide_exact`), and recorded without a p-value.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from discovery.config import min_repeats
 DEFAULT_REPEATS = 6
 DEFAULT_ALPHA = 0.05
 EXACT_MAX_N = 16  # 2^16 sign patterns is still instant with numpy
+EXACT = "exact"
+PERMUTATION = "paired permutation"
 
 
 def gains(champion: list[float], challenger: list[float], maximize: bool) -> list[float]:
@@ -67,10 +73,29 @@ class Decision:
     """The gate's verdict on one challenger."""
 
     promote: bool
-    p_value: float
+    p_value: float | None  # None for an exact comparison
     mean_gain: float  # mean per-pair improvement, positive when the challenger is better
     n: int
     reason: str
+    test: str | None = PERMUTATION  # which test decided; None when none ran (flagged, failed)
+
+
+def decide_exact(
+    champion: float | None, challenger: float | None, maximize: bool, margin: float = 0.0
+) -> Decision:
+    """One comparison of deterministic scores: promote when the challenger's gain exceeds margin."""
+    if challenger is None or not math.isfinite(challenger):
+        return Decision(False, None, math.nan, 1, "the challenger failed its held-out evaluation", None)
+    if champion is None:
+        return Decision(False, None, math.nan, 1, "the champion failed its held-out evaluation", None)
+    gain = gains([champion], [challenger], maximize)[0]
+    if gain > margin:
+        return Decision(
+            True, None, gain, 1, f"gain {gain:.6g} > margin {margin:g} (deterministic: exact)", EXACT
+        )
+    return Decision(
+        False, None, gain, 1, f"gain {gain:.6g} not above margin {margin:g} (deterministic: exact)", EXACT
+    )
 
 
 def decide(
@@ -90,7 +115,7 @@ def decide(
     if len(champion_scores) != n:
         raise ValueError(f"paired scores differ in length: {len(champion_scores)} vs {n}")
     if any(s is None or not math.isfinite(s) for s in challenger_scores):
-        return Decision(False, 1.0, math.nan, n, "the challenger failed a held-out repeat")
+        return Decision(False, None, math.nan, n, "the challenger failed a held-out repeat", None)
     pairs = [(a, b) for a, b in zip(champion_scores, challenger_scores, strict=True) if a is not None]
     champion = [a for a, _ in pairs]
     challenger = [b for _, b in pairs]
@@ -103,6 +128,7 @@ def decide(
             mean,
             n,
             f"{n} paired repeats cannot reach p < {alpha}; need at least {min_repeats(alpha)}",
+            None,
         )
     p = paired_permutation_test(champion, challenger, maximize, margin, rng=rng)
     mean = float(np.mean(gains(champion, challenger, maximize)))

@@ -1,0 +1,1 @@
+"""See a run: the local web explorer (`discovery ui`), the self-contained HTML report and plots."""

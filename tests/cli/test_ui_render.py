@@ -1,0 +1,165 @@
+"""The explorer's pages without a browser: read-only views over a store-written archive, escaping, layout."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from pathlib import Path
+
+import pytest
+
+from discovery.app.web import pages
+from discovery.app.web.grid import grid_of, grid_svg
+from discovery.app.web.highlight import highlight
+from discovery.app.web.server import Catalogue, PageCache, route
+from discovery.app.web.svg import tree_layout
+from discovery.archive import Archive, views
+from discovery.errors import UserError
+
+PAYLOAD = "<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\"><a href='javascript:alert(1)'>x</a>"
+
+
+def make_run(run_dir: Path) -> Archive:
+    """A small archive written by the real store: a seed, an injected child, a failure and a rejection."""
+    archive = Archive.create(
+        run_dir,
+        {
+            "task": "t",
+            "task_path": "-",
+            "config": {"strategy": "dgm", "budget": 5, "models": [{"name": "m"}]},
+        },
+    )
+    archive.log_event("run_started")
+    seed = archive.add_seed("def solve():\n    return 0\n", "h0")
+    archive.record_evaluation(seed, "ok", -9.0, -9.0, {}, None, None, None, "process", "train", 0.1)
+    usage = {"prompt_tokens": 10, "completion_tokens": 5, "cost_usd": 0.001, "latency_s": 0.5}
+    call = archive.start_call("m", "diff", seed, 1, f"prompt {PAYLOAD}")
+    child = archive.finish_call_with_candidate(
+        call, f"reply {PAYLOAD}", usage, seed, "diff", f"def solve():\n    # {PAYLOAD}\n    return 2\n", "h1"
+    )
+    archive.record_evaluation(
+        child, "ok", -1.0, -1.0, {PAYLOAD: 1.5}, PAYLOAD, None, PAYLOAD, "process", "train", 0.1
+    )
+    call = archive.start_call("m", "diff", child, 2, "p")
+    bad = archive.finish_call_with_candidate(call, "r", usage, child, "diff", "def solve(:\n", "h2")
+    archive.record_evaluation(
+        bad, "failed", None, None, {}, None, f"SyntaxError {PAYLOAD}", None, "process", "train", 0.1
+    )
+    call = archive.start_call("m", "diff", child, 3, "p")
+    archive.finish_call_with_candidate(
+        call, "prose", usage, child, "diff", "", "h3", "rejected_unparseable", "no code"
+    )
+    return archive
+
+
+def no_live_markup(page: str) -> None:
+    """Nothing from the payload survives as markup: only our own script tag, no handlers, no javascript: links."""
+    assert re.findall(r"<script[^>]*>", page) in ([], ['<script src="/static/app.js" defer>'])
+    assert not re.search(r"<[^>]+\son\w+\s*=", page), "an event-handler attribute"
+    assert "<img" not in page  # a "<" from the archive is always written as &lt;, so any tag here is ours
+    assert not re.search(r"<a\s[^>]*href\s*=\s*[\"']?\s*javascript", page, re.IGNORECASE)
+
+
+def test_views_are_read_only_and_pages_escape(tmp_path: Path) -> None:
+    run_dir = tmp_path / "r"
+    archive = make_run(run_dir)
+    before = hashlib.sha256((run_dir / "archive.sqlite").read_bytes()).hexdigest()
+    with views.read_only(run_dir) as db:
+        version = views.version_of(db)
+        view = views.run_view(db, "r")
+        with pytest.raises(Exception, match="readonly"):
+            db.execute("DELETE FROM candidates")
+        candidate = views.candidate_view(db, 2, against=3)
+    assert hashlib.sha256((run_dir / "archive.sqlite").read_bytes()).hexdigest() == before
+    assert [p["id"] for p in view["points"]] == [1, 2, 3, 4]
+    assert view["overview"]["status_counts"] == {"ok": 2, "failed": 1, "rejected_unparseable": 1}
+    assert view["overview"]["best_id"] == 2 and view["overview"]["state"] == "running"
+    assert [s[2] for s in views.best_so_far(view["points"])] == [1, 2]
+    assert view["models"][0]["candidates"] == 3 and view["models"][0]["improved"] == 1
+    assert [d["label"] for d in candidate["diffs"]] == ["parent", "chosen"]
+    assert [a["id"] for a in candidate["lineage"]] == [1, 2] and [c["id"] for c in candidate["children"]] == [
+        3,
+        4,
+    ]
+
+    links = pages.Links()
+    run_page = pages.run_page(view, "calls", links)
+    cand_page = pages.candidate_page(candidate, "r", links)
+    report = pages.report_page(view, [candidate], 0.0)
+    for page in (run_page, cand_page, report):
+        no_live_markup(page)
+    assert html.escape(PAYLOAD) in cand_page  # shown as text
+    assert 'data-poll="/run/r/version"' in run_page  # a running run refreshes itself
+    assert "<script" not in report and pages.REPORT_CSP in report
+
+    archive.log_event("run_stopped", reason="budget spent")
+    archive.close()
+    with views.read_only(run_dir) as db:
+        assert views.version_of(db) > version
+        assert views.run_overview(db, "r")["reason"] == "budget spent"
+
+
+def test_server_routes_and_cache(tmp_path: Path) -> None:
+    make_run(tmp_path / "r").close()
+    catalogue, cache = Catalogue(tmp_path), PageCache(size=2)
+    first = route(catalogue, "/run/r", cache)
+    assert first.status == 200 and route(catalogue, "/run/r", cache) is first  # unchanged archive: cached
+    assert route(catalogue, "/run/r/c/2?against=3", cache).status == 200
+    assert route(catalogue, "/run/r/version").body.isdigit()
+    assert route(catalogue, "/static/app.js").content_type.startswith("text/javascript")
+    assert route(catalogue, "/static/../../etc/passwd").status == 404
+    assert route(catalogue, "/nowhere").status == 404
+    with pytest.raises(UserError, match="no candidate 99"):
+        route(catalogue, "/run/r/c/99")
+    with pytest.raises(UserError, match="x must be one of"):
+        route(catalogue, "/run/r?x=<b>")
+    with pytest.raises(UserError, match="no run"):
+        route(catalogue, "/run/other")
+    writer = Archive.open(tmp_path / "r")
+    writer.log_event("run_stopped", reason="x")  # a write: the page is made again
+    writer.close()
+    assert route(catalogue, "/run/r", cache) is not first
+
+
+def test_highlight_shows_the_code_exactly() -> None:
+    samples = [
+        Path(pages.__file__).read_text(),
+        f"x = '{PAYLOAD}'  # {PAYLOAD}\ndef f(:\n",
+        "s = '''unclosed\n<b>",
+        "a = 1\x0cb = '\u2028'\r\nc = 2\n",
+        'print(rb"x" + f"{y}" + 0x1F + 1.5e-3)\nclass Foo(Bar): pass\n',
+        "",
+    ]
+    for code in samples:
+        out = highlight(code)
+        assert html.unescape(re.sub(r"<[^>]+>", "", out)) == code
+        assert "<script" not in out and "<img" not in out
+    assert '<span class="kw">def</span> <span class="fn">f</span>' in highlight("def f(): pass")
+
+
+def test_tree_layout_handles_a_deep_chain() -> None:
+    n = 20_000  # deeper than Python's recursion limit
+    points = [{"id": i, "parent_id": i - 1 if i > 1 else None} for i in range(1, n + 1)]
+    x, depth = tree_layout(points)
+    assert depth[n] == n - 1 and x[1] == x[n] == 0
+
+
+def test_map_elites_grid_shows_each_cells_elite(tmp_path: Path) -> None:
+    run_dir = tmp_path / "g"
+    archive = Archive.create(
+        run_dir, {"config": {"strategy": "dgm", "map_elites": "metric:x:4:0:4", "models": []}}
+    )
+    for i, (x, score) in enumerate([(0.5, 1.0), (0.7, 3.0), (2.5, 2.0), (3.9, -1.0)]):
+        cid = archive.add_seed(f"x = {i}\n", f"h{i}")
+        archive.record_evaluation(
+            cid, "ok", score, score, {"x": x}, None, None, None, "process", "train", 0.1
+        )
+    archive.close()
+    with views.read_only(run_dir) as db:
+        grid = grid_of(db, views.run_view(db, "g")["config"])
+    assert {cell: v["id"] for cell, v in grid["cells"].items()} == {(0,): 2, (2,): 3, (3,): 4}
+    drawn = grid_svg(grid, "/run/g/c/")
+    assert drawn.count('class="cell"') == 3 and 'href="/run/g/c/2"' in drawn
+    with views.read_only(run_dir) as db:
+        assert grid_of(db, {"strategy": "dgm"}) is None
