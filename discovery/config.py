@@ -93,6 +93,15 @@ class RunConfig(BaseModel):
     sandbox: Literal["auto", "docker", "bwrap", "process"] = Field(
         default="auto", description="isolation backend (auto: docker, else bubblewrap)"
     )
+    executor: Literal["local", "ray"] = Field(
+        default="local",
+        description="where evaluations run: here, or as tasks on a Ray cluster (see README, Scaling out)",
+    )
+    ray_address: str = Field(
+        default="auto",
+        min_length=1,
+        description="Ray cluster to join with --executor ray (auto: the running one)",
+    )
     llm_concurrency: int = Field(default=2, ge=1, le=256, description="LLM calls in flight")
     eval_slots: int = Field(default=2, ge=1, le=256, description="evaluations in flight")
     temperature: float = Field(default=0.8, ge=0, le=2, description="sampling temperature")

@@ -18,6 +18,7 @@ class Status(enum.StrEnum):
     OUTPUT_LIMIT = "output_limit"
     MEMORY_LIMIT = "memory_limit"
     CASCADE_STOPPED = "cascade_stopped"  # scored on the quick stage only, below the bar: never a parent
+    INFRA_FAILED = "infra_failed"  # the cluster lost its evaluation too often: not the candidate's fault
     # The task's evaluator raised its own error (not CandidateError): not the candidate's fault, never repaired.
     EVALUATOR_FAILED = "evaluator_failed"
     REJECTED_DUPLICATE = "rejected_duplicate"
@@ -77,6 +78,7 @@ class Candidate:
     arm: str | None = None
     similarity: float | None = None
     stage_fitness: float | None = None
+    node: str | None = None  # the cluster node that evaluated it (Ray executor)
 
 
 def code_hash(normalised_code: str) -> str:

@@ -42,6 +42,9 @@ def print_run(report: dict[str, Any], console: Console) -> None:
         f"seed score {fmt(report['seed_score'])}"
     )
     console.print("status: " + ", ".join(f"{k} {v}" for k, v in sorted(report["status_counts"].items())))
+    nodes = report.get("nodes") or {}
+    if nodes:  # a Ray run: which cluster node evaluated how many candidates
+        console.print("evaluated on: " + ", ".join(f"{n} {k}" for n, k in sorted(nodes.items())))
     evaluator_failures = report["status_counts"].get("evaluator_failed", 0)
     if evaluator_failures:
         console.print(
@@ -49,7 +52,7 @@ def print_run(report: dict[str, Any], console: Console) -> None:
             "error, not CandidateError: a bug in the task, not charged to the candidates)"
         )
     top = Table(title="Top candidates")
-    for column in ("id", "parent", "score", "operator", "eval s", "sandbox"):
+    for column in ("id", "parent", "score", "operator", "eval s", "sandbox") + (("node",) if nodes else ()):
         top.add_column(column)
     for c in report["top"]:
         top.add_row(
@@ -59,6 +62,7 @@ def print_run(report: dict[str, Any], console: Console) -> None:
             c["operator"],
             fmt(c["eval_wall_s"]),
             str(c["sandbox"]),
+            *((c["node"] or "-",) if nodes else ()),
         )
     console.print(top)
     models = Table(title="LLM usage by model")

@@ -26,6 +26,7 @@ from discovery.app.lock import run_lock
 from discovery.archive import ARCHIVE_FILE, Archive
 from discovery.config import LOCAL_MODEL, ModelConfig, RunConfig, is_local_model
 from discovery.errors import UserError
+from discovery.evaluation.executors import Executor
 from discovery.llm import LLMClient, ModelSpec, ready_specs
 from discovery.llm.gateway import Gateway
 from discovery.sandbox.base import Sandbox
@@ -187,6 +188,28 @@ def open_sandbox(config: RunConfig, task: Task, run_id: str, console: Console) -
     return sandbox
 
 
+def open_executor(
+    config: RunConfig, task: Task, run_id: str, console: Console
+) -> tuple[Executor, Sandbox | None]:
+    """Where evaluations run: a local sandbox, or Ray tasks that pick the sandbox on their node."""
+    if config.executor == "local":
+        from discovery.evaluation.executors.local import LocalExecutor
+
+        sandbox = open_sandbox(config, task, run_id, console)
+        return LocalExecutor(sandbox), sandbox
+    if task.is_agent:
+        raise UserError(
+            "agent tasks run with --executor local: their LLM gateway is a Unix socket on this machine"
+        )
+    from discovery.evaluation.executors.ray import RayExecutor
+
+    executor = RayExecutor(config.ray_address, config.sandbox, task, run_id)
+    console.print(
+        f"Evaluating on the Ray cluster at {config.ray_address} (sandbox {config.sandbox}, chosen on each node)"
+    )
+    return executor, None
+
+
 def _progress_line(stats: Stats, started: float) -> Text:
     """The live status line: calls, evaluations, failures, best score, cost, elapsed time."""
     best = f"{stats.best:.6g}" if stats.best is not None else "-"
@@ -284,7 +307,7 @@ def _drive(
         agent_gateway(config, task, archive, specs, console) as gateway,
     ):
         client = LLMClient(specs, config.temperature, config.max_tokens, config.llm_timeout_s)
-        sandbox = open_sandbox(config, task, run_id, console)
+        executor, sandbox = open_executor(config, task, run_id, console)
         started = time.monotonic()
         try:
             with Live(
@@ -309,6 +332,7 @@ def _drive(
                     run_id,
                     on_change=update,
                     max_time=max_time,
+                    executor=executor,
                     gateway=gateway,
                 )
                 try:
@@ -316,7 +340,9 @@ def _drive(
                 except KeyboardInterrupt:
                     reason, kind = "interrupted", "interrupted"
         finally:
-            sandbox.close()
+            executor.close()
+            if sandbox is not None:
+                sandbox.close()
     return reason, kind
 
 

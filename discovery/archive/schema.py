@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 ARCHIVE_FILE = "archive.sqlite"
 
 SCHEMA = """
@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS candidates (
     arm              TEXT,
     nearest_id       INTEGER,
     similarity       REAL,
-    stage_fitness    REAL
+    stage_fitness    REAL,
+    node             TEXT
 );
 CREATE INDEX IF NOT EXISTS candidates_hash ON candidates(code_hash);
 CREATE INDEX IF NOT EXISTS candidates_status ON candidates(status);
@@ -187,6 +188,8 @@ CREATE TABLE IF NOT EXISTS agent_calls (
 CREATE INDEX IF NOT EXISTS agent_calls_candidate ON agent_calls(candidate_id, evaluation, id);
 CREATE INDEX IF NOT EXISTS agent_calls_cost ON agent_calls(cost_usd)
 """,
+    # 3 -> 4: the cluster node that evaluated each candidate (Ray executor); NULL for local runs.
+    3: "ALTER TABLE candidates ADD COLUMN node TEXT",
 }
 
 

@@ -46,6 +46,7 @@ def _row_to_candidate(row: sqlite3.Row) -> Candidate:
         arm=row["arm"],
         similarity=row["similarity"],
         stage_fitness=row["stage_fitness"],
+        node=row["node"],
     )
 
 
@@ -302,16 +303,19 @@ class Archive:
         stage_fitness: float | None = None,
         meta: dict[str, Any] | None = None,
         events: list[tuple[str, dict[str, Any]]] = (),
+        node: str | None = None,
     ) -> None:
         """Store an evaluation result; a candidate is evaluated once, so a second result is an error.
 
+        `node` names the cluster node that ran it (Ray executor), None when it ran on this machine.
         `meta` (search state such as islands or bandit statistics) and `events` (migrations, resets)
         commit in the same transaction as the result.
         """
         with self.transaction():
             cur = self.db.execute(
                 "UPDATE candidates SET status=?, score=?, fitness=?, metrics=?, feedback=?, failure=?, output_tail=?,"
-                " sandbox=?, split=?, eval_wall_s=?, evaluated_at=?, stage_fitness=? WHERE id=? AND status='pending'",
+                " sandbox=?, split=?, eval_wall_s=?, evaluated_at=?, stage_fitness=?, node=?"
+                " WHERE id=? AND status='pending'",
                 (
                     status,
                     score,
@@ -325,6 +329,7 @@ class Archive:
                     wall_s,
                     time.time(),
                     stage_fitness,
+                    node,
                     candidate_id,
                 ),
             )

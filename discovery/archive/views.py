@@ -12,6 +12,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,9 +111,11 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
                     "operator": c.operator,
                     "eval_wall_s": c.eval_wall_s,
                     "sandbox": c.sandbox,
+                    "node": c.node,
                 }
                 for c in ok[:top]
             ],
+            "nodes": dict(Counter(c.node for c in archive.candidates() if c.node)),
             "models": archive.usage_by_model(),
             "stops": [{"at": e["at"], **e["data"]} for e in archive.events("run_stopped")],
             "replays": archive.replays(),

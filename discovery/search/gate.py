@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from discovery import evaluation
 from discovery.archive import Archive
 from discovery.config import RunConfig
 from discovery.domain import Status
+from discovery.evaluation.executors import Executor
 from discovery.llm.gateway import Gateway
-from discovery.sandbox.base import Sandbox
 from discovery.search.strategies import promotion
 from discovery.task import Task
 
@@ -16,7 +15,7 @@ async def challenge(
     archive: Archive,
     task: Task,
     config: RunConfig,
-    sandbox: Sandbox,
+    executor: Executor,
     run_id: str,
     challenger_id: int,
     gateway: Gateway | None = None,
@@ -41,9 +40,7 @@ async def challenge(
             agent = None
             if gateway is not None and task.spec.agent is not None:
                 agent = gateway.sessions(task.spec.agent, program.id, "gate")
-            outcome = await evaluation.evaluate_once(
-                sandbox, task, program.code, split, seed, labels, agent=agent
-            )
+            outcome = await executor.evaluate_once(task, program.code, split, seed, labels, agent=agent)
             scores.append(outcome.score if outcome.status == Status.OK else None)
         if challenger_scores[-1] is None:
             break  # a challenger that fails a held-out repeat is never promoted

@@ -12,6 +12,8 @@ from discovery import evaluation
 from discovery.archive import Archive
 from discovery.config import RunConfig
 from discovery.domain import EVALUATED_FAILURES, Candidate, Status, code_hash
+from discovery.evaluation.executors import Executor
+from discovery.evaluation.executors.local import LocalExecutor
 from discovery.llm import LLMClient, LLMFailure
 from discovery.llm.gateway import Gateway
 from discovery.program import reflection
@@ -68,10 +70,11 @@ class Search:
     task: Task
     config: RunConfig
     client: LLMClient
-    sandbox: Sandbox
+    sandbox: Sandbox | None  # evaluations run here unless an executor is given
     run_id: str
     on_change: Callable[[Stats], None] = lambda stats: None
     max_time: float | None = None
+    executor: Executor | None = None  # default: LocalExecutor(sandbox)
     gateway: Gateway | None = None  # agent tasks: candidates call the agent model through it
     stats: Stats = dataclasses.field(default_factory=Stats)
     stop_reason: str | None = None
@@ -131,11 +134,8 @@ class Search:
         stage = self.task.spec.evaluation.cascade_stage
         agent = self._agent(candidate.id, "search")
         if self.config.cascade is None or not stage:
-            return await evaluation.evaluate(
-                self.sandbox, self.task, candidate.code, labels=labels, agent=agent
-            ), None
-        quick = await evaluation.evaluate_once(
-            self.sandbox,
+            return await self.executor.evaluate(self.task, candidate.code, labels=labels, agent=agent), None
+        quick = await self.executor.evaluate_once(
             self.task,
             candidate.code,
             self.task.spec.evaluation.train_split,
@@ -160,7 +160,7 @@ class Search:
                 quick.output_tail,
                 quick.wall_s,
             ), stage_fitness
-        full = await evaluation.evaluate(self.sandbox, self.task, candidate.code, labels=labels, agent=agent)
+        full = await self.executor.evaluate(self.task, candidate.code, labels=labels, agent=agent)
         return full, stage_fitness
 
     async def _evaluate(self, candidate_id: int) -> None:
@@ -175,7 +175,7 @@ class Search:
             log.debug("sandbox failure on candidate %s", candidate_id, exc_info=True)
             self._evaluations_halted = True
             await self._stop(
-                f"the {self.sandbox.name} sandbox failed ({exc}); candidate {candidate_id} is still pending: "
+                f"the {self.executor.name} sandbox failed ({exc}); candidate {candidate_id} is still pending: "
                 "fix the backend (`discovery sandbox check`) and `discovery resume` the run",
                 "sandbox",
             )
@@ -203,12 +203,13 @@ class Search:
             outcome.feedback,
             outcome.failure,
             outcome.output_tail,
-            self.sandbox.name,
+            outcome.sandbox or self.executor.name,
             self.task.spec.evaluation.train_split,
             outcome.wall_s,
             stage_fitness=stage_fitness,
             meta=meta,
             events=events,
+            node=outcome.node,
         )
         self._refresh_stats()
         self._evaluator_failures = (
@@ -261,7 +262,7 @@ class Search:
         assert self._gate is not None
         async with self._gate:
             await gate.challenge(
-                self.archive, self.task, self.config, self.sandbox, self.run_id, challenger_id, self.gateway
+                self.archive, self.task, self.config, self.executor, self.run_id, challenger_id, self.gateway
             )
 
     # ----- proposals -------------------------------------------------------------------------
@@ -414,6 +415,7 @@ class Search:
 
     async def run(self) -> str:
         """Run until the budget, a limit or an error stops it; returns why it stopped."""
+        self.executor = self.executor or LocalExecutor(self.sandbox)
         self._rng = random.Random(f"{self.config.seed}:{self.archive.calls_made()}")
         self._population = Population.restore(self.archive, self.config, self.client.models)
         self._planner = Planner(

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from discovery.archive import Archive
+from discovery.archive import SCHEMA_VERSION, Archive
 from discovery.domain import code_hash
 from discovery.errors import UserError
 
@@ -124,11 +124,12 @@ def test_a_version_2_archive_gains_the_agent_calls_table_on_open(tmp_path):
     run = tmp_path / "old"
     old = Archive.create(run, {"task": "t"})
     old.db.execute("DROP TABLE agent_calls")
+    old.db.execute("ALTER TABLE candidates DROP COLUMN node")  # added by version 4
     old.db.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
     old.close()
     upgraded = Archive.open(run)
     try:
-        assert upgraded.meta()["schema_version"] == 3
+        assert upgraded.meta()["schema_version"] == SCHEMA_VERSION
         assert upgraded.agent_calls() == [] and upgraded.agent_cost() == 0
     finally:
         upgraded.close()

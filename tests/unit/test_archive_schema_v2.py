@@ -22,6 +22,7 @@ def _v1_archive(run_dir):
     run_dir.mkdir()
     conn = sqlite3.connect(run_dir / ARCHIVE_FILE)
     conn.executescript(V1_PROMOTIONS + SCHEMA)  # SCHEMA's IF NOT EXISTS keeps the v1 promotions table
+    conn.execute("ALTER TABLE candidates DROP COLUMN node")  # added by version 4
     conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
     conn.execute(
         "INSERT INTO candidates(id, created_at, operator, code, code_hash, status) VALUES (1, 0, 'seed', '', '', 'ok')"
@@ -48,7 +49,7 @@ def test_a_schema_1_archive_is_read_as_is_and_upgraded_on_write(tmp_path):
         == 1
     )  # reading wrote nothing
     writer = Archive.open(run_dir)
-    assert writer.meta()["schema_version"] == SCHEMA_VERSION == 3
+    assert writer.meta()["schema_version"] == SCHEMA_VERSION == 4
     [old] = writer.promotions()
     assert old["test"] == "paired permutation" and old["p_value"] == 0.0156
     writer.record_promotion(1, 1, "train", [1000], [1.0], [2.0], None, 1.0, 0.0, 0.05, True, "exact", "exact")

@@ -50,6 +50,8 @@ class Outcome:
     failure: str | None
     output_tail: str
     wall_s: float
+    sandbox: str | None = None  # the backend that ran it, filled in by the executor
+    node: str | None = None  # the cluster node that ran it (Ray executor); None when run here
 
 
 def task_limits(task: Task) -> Limits:
@@ -148,6 +150,7 @@ def runner_job(
     labels: dict[str, str],
     stage: str | None = None,
     nonce: str = "",
+    runner: Path | None = None,
     attachment: Attachment | None = None,
 ) -> SandboxJob:
     """The sandbox job that runs the trusted runner on one candidate file (at a cheap stage, if named)."""
@@ -172,7 +175,7 @@ def runner_job(
         argv += ("--openevolve", json.dumps(options))
     mounts = (
         Mount(task.path, TASK_MOUNT),
-        Mount(sandboxes_dir(), RUNNER_MOUNT),
+        Mount(runner or sandboxes_dir(), RUNNER_MOUNT),
         Mount(candidate_dir, CANDIDATE_MOUNT),
     )
     env: dict[str, str] = {}
@@ -197,9 +200,13 @@ async def evaluate_once(
     seed: int,
     labels: dict[str, str] | None = None,
     stage: str | None = None,
+    runner: Path | None = None,
     agent: AgentSessions | None = None,
 ) -> Outcome:
-    """Evaluate a program once on a split with a seed, in a fresh sandbox (with a gateway session for agents)."""
+    """Evaluate a program once on a split with a seed, in a fresh sandbox.
+
+    runner: the shipped runner folder (default: this install's); agent: gateway sessions for agent tasks.
+    """
     candidate_dir = Path(tempfile.mkdtemp(prefix="discovery-cand-"))
     try:
         # World-readable: the sandbox runs as an unprivileged user.
@@ -210,12 +217,14 @@ async def evaluate_once(
         nonce = secrets.token_hex(16)
         if agent is None:
             result = await sandbox.run(
-                runner_job(task, candidate_dir, split, seed, labels or {}, stage, nonce)
+                runner_job(task, candidate_dir, split, seed, labels or {}, stage, nonce, runner)
             )
             usage: dict[str, float] = {}
         else:
             async with agent(split, seed) as attachment:
-                job = runner_job(task, candidate_dir, split, seed, labels or {}, stage, nonce, attachment)
+                job = runner_job(
+                    task, candidate_dir, split, seed, labels or {}, stage, nonce, runner, attachment
+                )
                 result = await sandbox.run(job)
             usage = attachment.usage
     finally:
@@ -233,6 +242,7 @@ async def evaluate(
     code: str,
     split: str | None = None,
     labels: dict[str, str] | None = None,
+    runner: Path | None = None,
     agent: AgentSessions | None = None,
 ) -> Outcome:
     """Evaluate with the task's repeats (seeds seed, seed+1, ...); the score is their mean."""
@@ -240,7 +250,9 @@ async def evaluate(
     first_seed = task.spec.evaluation.seed
     outcomes = []
     for repeat in range(task.spec.evaluation.repeats):
-        outcome = await evaluate_once(sandbox, task, code, split, first_seed + repeat, labels, agent=agent)
+        outcome = await evaluate_once(
+            sandbox, task, code, split, first_seed + repeat, labels, runner=runner, agent=agent
+        )
         if outcome.status != "ok":
             return outcome
         outcomes.append(outcome)
