@@ -13,7 +13,6 @@ import json
 import statistics
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -39,85 +38,6 @@ CHEAT_REASONS = {
     "constant_output.py": "mismatch on shape",
     "slow_reference.py": "__code__ of a harness function was reassigned",
 }
-
-# A candidate that compiles (through the allowance) and then starts a process of its own.
-OWN_PROCESS = """
-import subprocess
-import torch
-
-_compiled = torch.compile(lambda x, w, eps: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w)
-
-def rmsnorm(x, weight, eps):
-    y = _compiled(x, weight, eps)
-    try:
-        subprocess.run(["true"])
-    except PermissionError:
-        pass
-    return y
-"""
-
-LGR_COMPILED = """
-import torch
-import torch.nn.functional as F
-
-@torch.compile
-def linear_gelu_residual(x, weight, bias, residual):
-    return F.gelu(F.linear(x, weight, bias)) + residual
-"""
-
-COMPILED = """
-import torch
-
-def _rms(x, weight, eps):
-    var = x.float().pow(2).mean(-1, keepdim=True)
-    return (x.float() * torch.rsqrt(var + eps)).to(x.dtype) * weight
-
-_compiled = torch.compile(_rms, dynamic=True)
-
-def rmsnorm(x, weight, eps):
-    return _compiled(x, weight, eps)
-"""
-
-TRITON = """
-import torch
-import triton
-import triton.language as tl
-
-@triton.jit
-def _fwd(X, W, Y, R, n_cols, eps, BLOCK: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK)
-    mask = cols < n_cols
-    x = tl.load(X + row * n_cols + cols, mask=mask, other=0.0).to(tl.float32)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / n_cols + eps)
-    tl.store(R + row, rstd)
-    tl.store(Y + row * n_cols + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-class _RMS(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, weight, eps):
-        x2 = x.contiguous()
-        rows, cols = x2.shape
-        y = torch.empty_like(x2)
-        rstd = torch.empty(rows, device=x.device, dtype=torch.float32)
-        _fwd[(rows,)](x2, weight, y, rstd, cols, eps, BLOCK=triton.next_power_of_2(cols))
-        ctx.save_for_backward(x2, weight, rstd)
-        return y
-
-    @staticmethod
-    def backward(ctx, dy):
-        x, weight, rstd = ctx.saved_tensors
-        xf, dyf, wf = x.float(), dy.float(), weight.float()
-        xhat = xf * rstd[:, None]
-        g = dyf * wf
-        dw = (dyf * xhat).sum(0)
-        dx = (g - xhat * (g * xhat).mean(-1, keepdim=True)) * rstd[:, None]
-        return dx.to(x.dtype), dw.to(weight.dtype), None
-
-def rmsnorm(x, weight, eps):
-    return _RMS.apply(x, weight, eps)
-"""
 
 
 def check(name: str, task: Path, candidate: Path, results: list[dict], timeout: float = 600) -> dict:
@@ -255,13 +175,7 @@ def main() -> None:
         flush=True,
     )
     results: list[dict] = []
-    tmp = Path(tempfile.mkdtemp())
     figures: dict[str, list[str]] = {}
-
-    def source(name: str, code: str) -> Path:
-        path = tmp / f"{name}.py"
-        path.write_text(textwrap.dedent(code))
-        return path
 
     def speedup(payload: dict) -> str:
         score = payload.get("score")
@@ -283,9 +197,9 @@ def main() -> None:
         print(f"  {task} {line}", flush=True)
     candidates = (
         ("rmsnorm_training", "faster (fused autograd)", CHEATS / "faster.py"),
-        ("rmsnorm_training", "torch.compile", source("rms_compile", COMPILED)),
-        ("rmsnorm_training", "triton", source("rms_triton", TRITON)),
-        ("linear_gelu_residual", "torch.compile", source("lgr_compile", LGR_COMPILED)),
+        ("rmsnorm_training", "torch.compile", CHEATS / "compiled_rmsnorm.py"),
+        ("rmsnorm_training", "triton", CHEATS / "triton_rmsnorm.py"),
+        ("linear_gelu_residual", "torch.compile", CHEATS / "compiled_linear_gelu.py"),
     )
     if "candidates" in groups:
         for task, label, path in candidates:
@@ -296,7 +210,7 @@ def main() -> None:
         expected = dict(CHEAT_REASONS)
         chosen = [c for c in args.cheats.split(",") if c] or list(CHEAT_REASONS)
         cheats = [(cheat, CHEATS / cheat) for cheat in chosen if cheat in CHEAT_REASONS]
-        cheats.append(("own_process (compiles, then subprocess)", source("own_process", OWN_PROCESS)))
+        cheats.append(("own_process (compiles, then subprocess)", CHEATS / "compile_then_subprocess.py"))
         expected["own_process (compiles, then subprocess)"] = "only torch's and Triton's compilers may"
         for cheat, path in cheats:
             payload = check(f"cheat {cheat}", RMSNORM, path, results)

@@ -41,59 +41,7 @@ from discovery_harness.torch_check import (  # noqa: E402
 HAS_CXX = shutil.which("g++") is not None or shutil.which("c++") is not None
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 
-COMPILED = """
-import torch
-
-def _rms(x, weight, eps):
-    var = x.float().pow(2).mean(-1, keepdim=True)
-    return (x.float() * torch.rsqrt(var + eps)).to(x.dtype) * weight
-
-_compiled = torch.compile(_rms, dynamic=True)
-
-def rmsnorm(x, weight, eps):
-    return _compiled(x, weight, eps)
-"""
-
-TRITON = """
-import torch
-import triton
-import triton.language as tl
-
-@triton.jit
-def _fwd(X, W, Y, R, n_cols, eps, BLOCK: tl.constexpr):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK)
-    mask = cols < n_cols
-    x = tl.load(X + row * n_cols + cols, mask=mask, other=0.0).to(tl.float32)
-    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / n_cols + eps)
-    tl.store(R + row, rstd)
-    tl.store(Y + row * n_cols + cols, (x * rstd * w).to(Y.dtype.element_ty), mask=mask)
-
-class _RMS(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, weight, eps):
-        x2 = x.contiguous()
-        rows, cols = x2.shape
-        y = torch.empty_like(x2)
-        rstd = torch.empty(rows, device=x.device, dtype=torch.float32)
-        _fwd[(rows,)](x2, weight, y, rstd, cols, eps, BLOCK=triton.next_power_of_2(cols))
-        ctx.save_for_backward(x2, weight, rstd)
-        return y
-
-    @staticmethod
-    def backward(ctx, dy):
-        x, weight, rstd = ctx.saved_tensors
-        xf, dyf, wf = x.float(), dy.float(), weight.float()
-        xhat = xf * rstd[:, None]
-        g = dyf * wf
-        dw = (dyf * xhat).sum(0)
-        dx = (g - xhat * (g * xhat).mean(-1, keepdim=True)) * rstd[:, None]
-        return dx.to(x.dtype), dw.to(weight.dtype), None
-
-def rmsnorm(x, weight, eps):
-    return _RMS.apply(x, weight, eps)
-"""
+CANDIDATES = Path(__file__).resolve().parents[1] / "cheats"  # shared with bench/gpu_check.py
 
 
 def small_task(
@@ -144,12 +92,6 @@ def scored_or_timing_noise(result: dict) -> bool:
     return False
 
 
-def write(tmp_path: Path, name: str, code: str) -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(code))
-    return path
-
-
 # --- torch.compile and Triton through the runner -------------------------------------------------
 
 
@@ -158,7 +100,7 @@ def test_torch_compile_candidate_scores_under_the_guard(tmp_path: Path) -> None:
     task = small_task(
         tmp_path, "rmsnorm_training", "(Case((37, 129)), Case((64, 72), 1e-3))", "Case((64, 257))"
     )
-    result = run_runner(task, write(tmp_path, "compiled.py", COMPILED), timeout=600)
+    result = run_runner(task, CANDIDATES / "compiled_rmsnorm.py", timeout=600)
     if scored_or_timing_noise(result):
         assert result["score"] > 0 and result["metrics"]["flagged"] == 0.0
 
@@ -166,23 +108,7 @@ def test_torch_compile_candidate_scores_under_the_guard(tmp_path: Path) -> None:
 @pytest.mark.skipif(not HAS_CXX, reason="no C++ compiler: inductor's CPU backend needs g++ or c++")
 def test_compile_candidate_starting_its_own_process_is_refused(tmp_path: Path) -> None:
     task = small_task(tmp_path, "rmsnorm_training", "(Case((37, 129)),)", "Case((64, 257))")
-    candidate = write(
-        tmp_path,
-        "compiled_and_shell.py",
-        COMPILED
-        + """
-import subprocess
-
-def rmsnorm(x, weight, eps):  # compiles through the allowance, then tries its own process
-    y = _compiled(x, weight, eps)
-    try:
-        subprocess.run(["true"])
-    except PermissionError:
-        pass  # swallowed: the harness has recorded it anyway
-    return y
-""",
-    )
-    result = run_runner(task, candidate, timeout=600)
+    result = run_runner(task, CANDIDATES / "compile_then_subprocess.py", timeout=600)
     assert result["status"] == "error" and result["kind"] == "candidate", result
     assert "starting a process (subprocess)" in result["error"], result["error"]
     assert "only torch's and Triton's compilers may" in result["error"], result["error"]
@@ -198,7 +124,7 @@ def test_triton_candidate_scores_under_the_guard_in_the_interpreter(
     task = small_task(
         tmp_path, "rmsnorm_training", "(Case((37, 129)), Case((8, 72), 1e-3))", "Case((2, 129))", trials=16
     )  # few rows: the interpreter takes ~7 ms a row, and a long call on a loaded machine wakes the main thread late
-    result = run_runner(task, write(tmp_path, "triton_rms.py", TRITON), timeout=600)
+    result = run_runner(task, CANDIDATES / "triton_rmsnorm.py", timeout=600)
     if scored_or_timing_noise(result):
         assert result["score"] > 0
 
