@@ -52,7 +52,7 @@ def db(archive: Path, run: str) -> sqlite3.Connection:
     return sqlite3.connect(archive / run / "archive.sqlite")
 
 
-def wait_for_calls(archive: Path, run: str, n: int, timeout: float = 60) -> None:
+def wait_for_calls(archive: Path, run: str, n: int, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -283,29 +283,26 @@ def test_a_start_that_fails_leaves_no_run_folder(tmp_path, toy_task, monkeypatch
 
 
 def test_a_local_model_that_fails_to_start_is_one_line_and_leaves_nothing(tmp_path, toy_task):
-    from discovery.llm.local.server import GGUF_NAME, GGUF_SIZE
-
-    cache = tmp_path / "cache"
-    (cache / "models").mkdir(parents=True)
-    with (cache / "models" / GGUF_NAME).open("wb") as f:
-        f.truncate(GGUF_SIZE)  # the right size (the cheap check) but zeros: llama.cpp cannot load it
     import os
     import subprocess
     import sys
 
+    broken = tmp_path / "broken.gguf"
+    with broken.open("wb") as f:
+        f.truncate(1 << 20)  # zeros: llama.cpp cannot load it
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DISCOVERY_")},
         "DISCOVERY_ARCHIVE": str(tmp_path / "archive"),
-        "DISCOVERY_CACHE": str(cache),
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "discovery", "run", str(toy_task), "--sandbox", "process", "--name", "loc"],
+        [sys.executable, "-m", "discovery", "run", str(toy_task), "--model", f"local:{broken}"]
+        + ["--sandbox", "process", "--name", "loc"],
         capture_output=True,
         text=True,
         env=env,
         timeout=180,
     )
-    one_line_error(proc, 2, "local model failed to start")
+    one_line_error(proc, 2, f"local model local:{broken} failed to start")
     assert not (tmp_path / "archive" / "loc").exists()
 
 
