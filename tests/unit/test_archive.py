@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 
 from discovery.archive import Archive
+from discovery.archive.schema import SCHEMA_VERSION
 from discovery.domain import code_hash
 from discovery.errors import UserError
 
@@ -128,7 +129,7 @@ def test_a_version_2_archive_gains_the_agent_calls_table_on_open(tmp_path):
     old.close()
     upgraded = Archive.open(run)
     try:
-        assert upgraded.meta()["schema_version"] == 3
+        assert upgraded.meta()["schema_version"] == SCHEMA_VERSION
         assert upgraded.agent_calls() == [] and upgraded.agent_cost() == 0
     finally:
         upgraded.close()
