@@ -8,8 +8,8 @@ Layers, top to bottom; a module imports only from its own unit or from a layer b
     archive  program  llm  evaluation     SQLite store and views; blocks, patches, prompts; models; scoring
     sandbox                               backends (process, bwrap, docker) and images
     task                                  a task folder: spec, seed, evaluator
-    domain  config  errors  program.blocks  program.tree
-                                          vocabulary, run options, user errors, EVOLVE blocks, file trees
+    domain  config  errors  program.blocks  vocabulary, run options, user errors, EVOLVE blocks
+    program.tree                          a candidate's files as a tree, and its one-string listing
 
 `sandboxes/` (installed as discovery._sandboxes) runs inside a sandbox and imports nothing from here.
 """
@@ -20,7 +20,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("archive", "program", "llm", "evaluation"),
     ("sandbox",),
     ("task",),
-    ("domain", "config", "errors", "program.blocks", "program.tree"),
+    ("domain", "config", "errors", "program.blocks"),
+    ("program.tree",),
 )
 
 __version__ = "0.1.0"

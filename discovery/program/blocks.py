@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 
+from discovery.program.tree import is_listing
+
 BLOCK_START = "EVOLVE-BLOCK-START"
 BLOCK_END = "EVOLVE-BLOCK-END"
 
@@ -30,8 +32,11 @@ def split_block(code: str) -> Split | None:
 
 
 def evolvable(code: str) -> str:
-    """The part of a program that candidates differ in: its EVOLVE block, or all of it without markers."""
-    block = split_block(code)
+    """The part of a program that candidates differ in: its EVOLVE block, or all of it without markers.
+
+    A multi-file listing is all of it: its files change outside EVOLVE blocks too.
+    """
+    block = None if is_listing(code) else split_block(code)
     return block.body if block is not None else code
 
 

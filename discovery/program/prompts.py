@@ -6,7 +6,6 @@ from typing import Literal
 
 from discovery.domain import Candidate
 from discovery.program.blocks import BLOCK_END, BLOCK_START, evolvable
-from discovery.program.tree import is_listing
 from discovery.task import Task
 
 ReplyFormat = Literal["diff", "full", "block"]
@@ -51,11 +50,6 @@ FILE_INSTRUCTIONS: dict[str, str] = {
 }
 
 
-def shown(code: str) -> str:
-    """The code a prompt shows to compare programs: the EVOLVE block, or the whole of a multi-file listing."""
-    return code if is_listing(code) else evolvable(code)
-
-
 def reply_instructions(task: Task, reply_format: ReplyFormat) -> str:
     """How to reply in a format: the single-file formats, or per-file edits naming their files."""
     if not task.folder:
@@ -85,14 +79,14 @@ def mutation_prompt(
     goal = "as high as possible" if task.maximize else "as low as possible"
     parts = [f"# Task\n{task.spec.brief.strip()}\n\nThe score should be {goal}."]
     if reply_format == "block" and not task.folder:
-        body = shown(parent.code)
+        body = evolvable(parent.code)
         parts.append(f"# Current code ({_describe(parent)})\n```python\n{body.rstrip()}\n```")
     else:
         parts.append(f"# Current program ({_describe(parent)})\n```python\n{parent.code.rstrip()}\n```")
     if parent.feedback:
         parts.append(f"# Evaluator feedback on it\n{parent.feedback.strip()[:2000]}")
     for other in inspirations:
-        parts.append(f"# Another program ({_describe(other)})\n```python\n{shown(other.code).rstrip()}\n```")
+        parts.append(f"# Another program ({_describe(other)})\n```python\n{evolvable(other.code).rstrip()}\n```")
     if recent_failures:
         lines = [
             f"- {c.status}: {(c.failure or '').splitlines()[0][:200] if c.failure else ''}"

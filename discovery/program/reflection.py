@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 
 from discovery.domain import Candidate
-from discovery.program.prompts import SYSTEM, ReplyFormat, reply_instructions, shown
+from discovery.program.blocks import evolvable
+from discovery.program.prompts import SYSTEM, ReplyFormat, reply_instructions
 from discovery.task import Task
 
 Messages = list[dict[str, str]]
@@ -45,7 +46,7 @@ def _score(candidate: Candidate) -> str:
 
 def _shown(candidate: Candidate) -> str:
     """The code a reader needs to compare programs: the EVOLVE block when there is one."""
-    return shown(candidate.code).rstrip()
+    return evolvable(candidate.code).rstrip()
 
 
 def _program_section(title: str, candidate: Candidate, reply_format: ReplyFormat) -> str:

@@ -174,3 +174,14 @@ def test_folder_task_problems_are_named_with_their_fix(tmp_path):
         "fixed_files names 'nope.py'" in text and "heuristic.py:2: the seed file is not valid Python" in text
     )
     assert "EVOLVE-BLOCK-END" in text
+
+
+def test_novelty_and_prompts_see_every_file_of_a_tree(task):
+    from discovery.program.blocks import evolvable
+    from discovery.search.strategies.novelty import similarity
+
+    seed = task.tree_of(task.seed_code)
+    other_main = {**seed, "main.py": "def solve(values, weights, capacity):\n    return list(range(3))\n"}
+    # Only heuristic.py has an EVOLVE block, yet a change to main.py is a change of the candidate.
+    assert evolvable(task.seed_code) == task.seed_code
+    assert similarity(task.seed_code, task.code_of(other_main)) < 0.9
