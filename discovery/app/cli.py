@@ -419,6 +419,8 @@ def export(run: str, best: bool, candidate_id: int | None, output: str) -> None:
     if is_listing(candidate.code):
         _export_tree(candidate.code, target)
         console.print(f"wrote candidate {candidate.id} (score {candidate.score}) as a folder to {output}")
+        if "discovery_harness import llm" in candidate.code:
+            _export_agent_client(target.resolve())
         return
     if target.is_dir():
         raise UserError(f"cannot write {output}: it is a folder; give a file name, like {output}/program.py")

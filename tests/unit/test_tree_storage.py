@@ -81,3 +81,20 @@ def test_an_older_archive_reads_as_it_is_and_migrates_on_open(tmp_path):
         assert from_listing(upgraded.candidate(cid).code) == tree
     finally:
         upgraded.close()
+
+
+def test_the_web_candidate_view_shows_the_tree_and_a_per_file_diff(tmp_path):
+    from discovery.archive.views import candidate_view, read_only
+
+    archive = Archive.create(tmp_path / "run", {"task": "t"})
+    try:
+        seed = {"a.py": "A = 1\n", "b.py": "B = 1\n"}
+        child = {**seed, "b.py": "B = 2\n"}
+        child_id = add_child(archive, archive.add_seed(to_listing(seed), "h0", files=seed), child, 1)
+    finally:
+        archive.close()
+    with read_only(tmp_path / "run") as db:
+        view = candidate_view(db, child_id)
+    assert from_listing(view["code"]) == child
+    assert view["diffs"][0]["label"] == "parent"
+    assert "+++ b/b.py" in view["diffs"][0]["diff"] and "a.py" not in view["diffs"][0]["diff"]
