@@ -35,8 +35,10 @@ from discovery.program.tree import (
 from discovery.task import Task
 
 # A line naming the file the next edit is for: "File: a/b.py", "### file: `a/b.py`", "**Path: a.py**".
+# The name must hold a '.' or '/', so a code line such as `path: str` is never taken for one.
 FILE_LINE = re.compile(
-    r"^[ \t]*(?:#+[ \t]*|//[ \t]*|\*\*)?(?:file|path)[ \t]*:[ \t]*\**[ \t]*`?(?P<path>[^\s`*]+)`?\**[ \t]*$",
+    r"^[ \t]*(?:#+[ \t]*|//[ \t]*|\*\*)?(?:file|path)[ \t]*:[ \t]*\**[ \t]*`?"
+    r"(?P<path>[^\s`*]*[./][^\s`*]*)`?\**[ \t]*$",
     re.IGNORECASE | re.MULTILINE,
 )
 # Any fenced block, whatever its language tag (a tree holds more than Python).
@@ -52,12 +54,12 @@ def tree_hash(tree: Tree) -> str:
     return digest.hexdigest()
 
 
-def _named_before(reply: str, position: int) -> str | None:
-    """The file named by the last file line (or listing header) before a position in the reply."""
+def _named_in(reply: str, start: int, end: int) -> str | None:
+    """The file named by the last file line (or listing header) between two positions of the reply."""
     names = [
         (m.start(), m.group(1) if m.re is HEADER_LINE else m.group("path"))
         for pattern in (FILE_LINE, HEADER_LINE)
-        for m in pattern.finditer(reply, 0, position)
+        for m in pattern.finditer(reply, start, end)
     ]
     return max(names)[1] if names else None
 
@@ -83,9 +85,12 @@ def _forbidden(path: str, fixed: frozenset[str]) -> Rejection | None:
 def _apply_search_replace(reply: str, parent: Tree, fixed: frozenset[str]) -> Tree | Rejection:
     """Apply every SEARCH/REPLACE block to the file it names (or the one file its SEARCH part is in)."""
     tree = dict(parent)
+    after, named = 0, None
     for number, match in enumerate(SEARCH_REPLACE.finditer(reply), 1):
         search, replace = match.group(1), match.group(2)
-        path = _named_before(reply, match.start())
+        # Named since the previous block (never inside one), else the file the previous block named.
+        named = _named_in(reply, after, match.start()) or named
+        after, path = match.end(), named
         if path is None:
             holders = _file_holding(tree, search)
             if len(holders) != 1:
@@ -136,12 +141,13 @@ def _apply_whole_files(reply: str, parent: Tree, fixed: frozenset[str]) -> Tree 
         )
     editable = [p for p in sorted(parent) if p not in fixed]
     files: Tree = {}
+    after = 0
     for fence in fences:
-        body = fence.group(1)
+        body, start, after = fence.group(1), after, fence.end()
         if HEADER_LINE.search(body):
             files.update(from_listing(body))
             continue
-        path = _named_before(reply, fence.start()) or (editable[0] if len(editable) == 1 else None)
+        path = _named_in(reply, start, fence.start()) or (editable[0] if len(editable) == 1 else None)
         if path is None:
             return Rejection(
                 Status.REJECTED_UNPARSEABLE,

@@ -185,3 +185,11 @@ def test_novelty_and_prompts_see_every_file_of_a_tree(task):
     # Only heuristic.py has an EVOLVE block, yet a change to main.py is a change of the candidate.
     assert evolvable(task.seed_code) == task.seed_code
     assert similarity(task.seed_code, task.code_of(other_main)) < 0.9
+
+
+def test_a_file_line_holds_for_the_blocks_after_it_and_code_lines_are_not_names(task):
+    # `path: os.sep` looks like a file line, but it is code inside a block: never a file name.
+    reply = "File: main.py\n" + sr("    return chosen", "    path: os.sep\n    return chosen")
+    reply += sr("    chosen, load = [], 0", "    chosen, load = [], 0  # kept")
+    child = child_tree(task, reply)
+    assert "path: os.sep" in child["main.py"] and "# kept" in child["main.py"]
