@@ -108,9 +108,8 @@ def _apply_search_replace(reply: str, parent: Tree, fixed: frozenset[str]) -> Tr
                 return Rejection(
                     Status.REJECTED_PATCH, f"SEARCH block {number} edits {path}, which does not exist"
                 )
-            tree[path] = (
-                replace if replace.endswith("\n") else replace + "\n"
-            )  # an empty SEARCH makes a new file
+            # An empty SEARCH part makes a new file.
+            tree[path] = replace if replace.endswith("\n") else replace + "\n"
             continue
         patched = apply_diff(tree[path], [(search, replace)])
         if isinstance(patched, Rejection):

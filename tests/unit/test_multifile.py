@@ -182,8 +182,11 @@ def test_novelty_and_prompts_see_every_file_of_a_tree(task):
 
     seed = task.tree_of(task.seed_code)
     other_main = {**seed, "main.py": "def solve(values, weights, capacity):\n    return list(range(3))\n"}
-    # Only heuristic.py has an EVOLVE block, yet a change to main.py is a change of the candidate.
-    assert evolvable(task.seed_code) == task.seed_code
+    # Only heuristic.py has an EVOLVE block, yet a change to main.py is a change of the candidate;
+    # the fixed code around heuristic.py's block is left out, as for a single-file program.
+    shown = evolvable(task.seed_code)
+    assert "# ==== FILE: main.py ====" in shown and "def solve(" in shown and "return value" in shown
+    assert "How promising" not in shown
     assert similarity(task.seed_code, task.code_of(other_main)) < 0.9
 
 
