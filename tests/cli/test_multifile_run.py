@@ -11,7 +11,7 @@ import pytest
 from discovery.program.tree import from_listing
 from tests.cli.test_cli import assert_user_error, cli, db, start_cli, wait_for_calls
 from tests.fake_llm import FakeLLMServer
-from tests.sandbox_fixtures import skip_backend
+from tests.sandbox_fixtures import docker_or_skip, skip_backend
 
 TASK = Path(__file__).resolve().parents[2] / "tasks" / "knapsack_files"
 
@@ -74,9 +74,16 @@ def require(backend: str) -> None:
             BwrapSandbox()
         except SandboxUnavailable as exc:
             skip_backend(exc)
+    if backend == "docker":
+        import docker.errors
+
+        try:
+            docker_or_skip().images.get("discovery-sandbox:py")
+        except docker.errors.ImageNotFound:
+            skip_backend("no image discovery-sandbox:py (build it: discovery sandbox build --kind skeleton)")
 
 
-@pytest.mark.parametrize("backend", ["process", "bwrap"])
+@pytest.mark.parametrize("backend", ["process", "bwrap", "docker"])
 def test_a_reply_editing_two_files_is_evaluated_and_forbidden_edits_are_not(tmp_path, backend):
     require(backend)
     archive = tmp_path / "archive"
@@ -89,6 +96,8 @@ def test_a_reply_editing_two_files_is_evaluated_and_forbidden_edits_are_not(tmp_
     conn = db(archive, "mf")
     rows = conn.execute("SELECT id, status, score, failure FROM candidates ORDER BY id").fetchall()
     assert [r[1] for r in rows] == ["ok", "ok", "rejected_forbidden", "rejected_forbidden", "ok"]
+    sandboxes = {r[0] for r in conn.execute("SELECT sandbox FROM candidates WHERE status = 'ok'")}
+    assert len(sandboxes) == 1 and sandboxes.pop().startswith(backend)
     seed_score, two_files_score = rows[0][2], rows[1][2]
     assert two_files_score > seed_score + 0.05  # both edits took effect inside the sandbox
     assert "checks.py" in rows[2][3] and "fixed" in rows[2][3]
