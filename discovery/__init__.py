@@ -10,6 +10,7 @@ Layers, top to bottom; a module imports only from its own unit or from a layer b
     task                                  a task folder: spec, seed, evaluator
     openevolve_task                       an OpenEvolve example folder, read as it is
     domain  config  errors  program.blocks  vocabulary, run options, user errors, EVOLVE blocks
+    program.tree                          a candidate's files as a tree, and its one-string listing
 
 `sandboxes/` (installed as discovery._sandboxes) runs inside a sandbox and imports nothing from here.
 """
@@ -22,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("task",),
     ("openevolve_task",),
     ("domain", "config", "errors", "program.blocks"),
+    ("program.tree",),
 )
 
 __version__ = "0.1.0"

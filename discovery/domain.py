@@ -27,6 +27,8 @@ class Status(enum.StrEnum):
     REJECTED_UNPARSEABLE = "rejected_unparseable"
     REJECTED_SYNTAX = "rejected_syntax"
     REJECTED_PATCH = "rejected_patch"
+    # A multi-file reply touched a fixed file or a path outside the candidate's folder.
+    REJECTED_FORBIDDEN = "rejected_forbidden"
 
     @property
     def rejected(self) -> bool:

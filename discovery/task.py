@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from discovery import openevolve_task
 from discovery.errors import UserError
-from discovery.program.blocks import marker_problem, split_block
+from discovery.program.blocks import BLOCK_START, marker_problem, split_block
+from discovery.program.tree import MAX_FILES, Tree, from_listing, header_problem, path_problem, to_listing
 
 # A function a brief asks for: a backticked plain name followed by "(", as in `build()` or `step(params, ...)`.
 _NAMED_FUNCTION = re.compile(r"`([A-Za-z_]\w*)\(")
@@ -94,7 +95,10 @@ class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     brief: str = Field(min_length=1)
+    # A file (single-file task) or a folder (multi-file task) inside the task folder.
     candidate: str = "program.py"
+    # Multi-file tasks: paths inside the candidate folder that the candidate may not change.
+    fixed_files: list[str] = []
     image: str = "discovery-sandbox:py"
     objective: Objective = Objective()
     resources: Resources = Resources()
@@ -108,7 +112,17 @@ class TaskSpec(BaseModel):
     @classmethod
     def _plain_file_name(cls, value: str) -> str:
         if "/" in value or value.startswith("."):
-            raise ValueError("must be a plain file name inside the task folder, like 'program.py'")
+            raise ValueError(
+                "must be a plain file or folder name inside the task folder, like 'program.py' or 'agent'"
+            )
+        return value
+
+    @field_validator("fixed_files")
+    @classmethod
+    def _safe_paths(cls, value: list[str]) -> list[str]:
+        problems = [p for p in map(path_problem, value) if p]
+        if problems:
+            raise ValueError(problems[0] + "; list paths relative to the candidate folder, like 'tools.py'")
         return value
 
     @model_validator(mode="after")
@@ -125,10 +139,25 @@ class Task(BaseModel):
     path: Path
     spec: TaskSpec
     seed_code: str
+    # Whether the candidate is a folder of files (task.toml's `candidate` names a folder).
+    folder: bool = False
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def fixed(self) -> frozenset[str]:
+        """Paths of the candidate tree that no child may change (none for a single-file task)."""
+        return frozenset(self.spec.fixed_files)
+
+    def tree_of(self, code: str) -> Tree:
+        """A candidate's code (Candidate.code) as its tree; a single-file candidate is a one-entry tree."""
+        return from_listing(code) if self.folder else {self.spec.candidate: code}
+
+    def code_of(self, tree: Tree) -> str:
+        """The text form of a tree, as Candidate.code holds it: the file itself, or the listing."""
+        return to_listing(tree) if self.folder else tree[self.spec.candidate]
 
     @property
     def maximize(self) -> bool:
@@ -171,10 +200,18 @@ def find_problems(path: Path) -> list[str]:
                 where = ".".join(str(p) for p in err["loc"]) or "(top level)"
                 problems.append(f"{toml_path}: {where}: {err['msg']}")
     candidate_name = spec.candidate if spec else "program.py"
-    program_problems = _program_problems(path / candidate_name)
-    problems += program_problems
-    if spec is not None and not program_problems:
-        problems += _brief_problems(toml_path, spec.brief, path / candidate_name)
+    if (path / candidate_name).is_dir():
+        problems += _folder_problems(path / candidate_name, spec.fixed_files if spec else [])
+    else:
+        if spec is not None and spec.fixed_files:
+            problems.append(
+                f"{toml_path}: fixed_files applies only when `candidate` names a folder; remove it or make "
+                f"{candidate_name} a folder"
+            )
+        program_problems = _program_problems(path / candidate_name)
+        problems += program_problems
+        if spec is not None and not program_problems:
+            problems += _brief_problems(toml_path, spec.brief, path / candidate_name)
     problems += _evaluator_problems(path / "evaluate.py")
     return problems
 
@@ -211,6 +248,60 @@ def _program_problems(program: Path) -> list[str]:
     problem = marker_problem(code)
     if problem:
         problems.append(f"{program}: {problem}")
+    return problems
+
+
+def read_folder(folder: Path) -> tuple[Tree, list[str]]:
+    """The tree of a candidate folder (skipping __pycache__), and every problem found reading it."""
+    tree: Tree = {}
+    problems: list[str] = []
+    for file in sorted(folder.rglob("*")):
+        rel = file.relative_to(folder).as_posix()
+        if "__pycache__" in rel.split("/") or file.is_dir() and not file.is_symlink():
+            continue
+        problem = path_problem(rel)
+        if problem or file.is_symlink() or not file.is_file():
+            problems.append(
+                f"{file}: {problem or 'not a plain file'}; a candidate folder holds plain text files"
+            )
+            continue
+        try:
+            tree[rel] = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            problems.append(
+                f"{file}: not UTF-8 text; keep data files outside the candidate folder (in data/)"
+            )
+    if len(tree) > MAX_FILES:
+        problems.append(f"{folder}: {len(tree)} files; a candidate folder holds at most {MAX_FILES}")
+    return tree, problems
+
+
+def _folder_problems(folder: Path, fixed: list[str]) -> list[str]:
+    """Problems with a multi-file seed: unreadable files, bad Python, malformed EVOLVE markers, fixed files."""
+    tree, problems = read_folder(folder)
+    if not tree and not problems:
+        return [f"{folder}: empty; put the seed candidate's files in it"]
+    for rel, code in tree.items():
+        if rel.endswith(".py"):
+            try:
+                ast.parse(code)
+            except SyntaxError as exc:
+                problems.append(f"{folder / rel}:{exc.lineno}: the seed file is not valid Python: {exc.msg}")
+        problem = marker_problem(code) if BLOCK_START in code or "EVOLVE-BLOCK-END" in code else None
+        if problem:
+            problems.append(f"{folder / rel}: {problem}")
+    problems += [
+        f"{folder}: fixed_files names {p!r}, which is not a file of the candidate folder"
+        for p in fixed
+        if p not in tree
+    ]
+    if tree and set(tree) <= set(fixed):
+        problems.append(
+            f"{folder}: every file is in fixed_files; leave at least one file the model may change"
+        )
+    problem = header_problem(tree)
+    if problem:
+        problems.append(f"{folder}/{problem}")
     return problems
 
 
@@ -254,7 +345,10 @@ def load_task(path: Path | str) -> Task:
     if openevolve_task.is_openevolve_folder(path):
         return _openevolve_task(path)
     spec = TaskSpec.model_validate(tomllib.loads((path / "task.toml").read_text()))
-    return Task(path=path.resolve(), spec=spec, seed_code=(path / spec.candidate).read_text())
+    seed = path / spec.candidate
+    if seed.is_dir():
+        return Task(path=path.resolve(), spec=spec, seed_code=to_listing(read_folder(seed)[0]), folder=True)
+    return Task(path=path.resolve(), spec=spec, seed_code=seed.read_text())
 
 
 def _openevolve_task(path: Path) -> Task:

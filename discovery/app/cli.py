@@ -400,11 +400,18 @@ def replay(
 @click.argument("run")
 @click.option("--best", is_flag=True, help="Export the best candidate (the default).")
 @click.option("--candidate", "candidate_id", type=int, help="Candidate id.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="File to write.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(),
+    required=True,
+    help="File to write (a new or empty folder for a multi-file candidate).",
+)
 def export(run: str, best: bool, candidate_id: int | None, output: str) -> None:
-    """Write a candidate's program to a file."""
+    """Write a candidate's program to a file, or a multi-file candidate's tree to a folder."""
     from discovery.app.replay import pick_candidate
     from discovery.archive import Archive
+    from discovery.program.tree import is_listing
 
     if best and candidate_id is not None:
         raise UserError("give either --best or --candidate ID, not both")
@@ -416,6 +423,14 @@ def export(run: str, best: bool, candidate_id: int | None, output: str) -> None:
         candidate = pick_candidate(archived, candidate_id)
     finally:
         archived.close()
+    if is_listing(candidate.code):
+        _export_tree(candidate.code, target)
+        console.print(f"wrote candidate {candidate.id} (score {candidate.score}) as a folder to {output}")
+        if "discovery_harness import llm" in candidate.code:
+            _export_agent_client(target.resolve())
+        return
+    if target.is_dir():
+        raise UserError(f"cannot write {output}: it is a folder; give a file name, like {output}/program.py")
     try:
         target.write_text(candidate.code)
     except OSError as exc:
@@ -423,6 +438,19 @@ def export(run: str, best: bool, candidate_id: int | None, output: str) -> None:
     console.print(f"wrote candidate {candidate.id} (score {candidate.score}) to {output}")
     if "discovery_harness import llm" in candidate.code:
         _export_agent_client(Path(output).resolve().parent)
+
+
+def _export_tree(listing: str, folder: Path) -> None:
+    """Write a multi-file candidate's files into a new or empty folder (never over the user's files)."""
+    from discovery.program.tree import from_listing, write_tree
+
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise UserError(f"cannot write {folder}: it exists and is not an empty folder; name a new folder")
+    try:
+        folder.mkdir(exist_ok=True)
+        write_tree(folder, from_listing(listing))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot write {folder}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def _export_agent_client(folder: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 ARCHIVE_FILE = "archive.sqlite"
 
 SCHEMA = """
@@ -135,6 +135,17 @@ CREATE TABLE IF NOT EXISTS agent_calls (
 );
 CREATE INDEX IF NOT EXISTS agent_calls_candidate ON agent_calls(candidate_id, evaluation, id);
 CREATE INDEX IF NOT EXISTS agent_calls_cost ON agent_calls(cost_usd);
+-- Multi-file candidates: each file's text once, by sha256, and each candidate's manifest of paths.
+CREATE TABLE IF NOT EXISTS blobs (
+    sha  TEXT PRIMARY KEY,
+    text TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS candidate_files (
+    candidate_id INTEGER NOT NULL REFERENCES candidates(id),
+    path         TEXT NOT NULL,
+    sha          TEXT NOT NULL REFERENCES blobs(sha),
+    PRIMARY KEY (candidate_id, path)
+) WITHOUT ROWID;
 """
 
 # MIGRATIONS[v] upgrades a version-v archive to v + 1. Append only; never edit a released step.
@@ -190,6 +201,19 @@ CREATE INDEX IF NOT EXISTS agent_calls_cost ON agent_calls(cost_usd)
 """,
     # 3 -> 4: the cluster node that evaluated each candidate (Ray executor); NULL for local runs.
     3: "ALTER TABLE candidates ADD COLUMN node TEXT",
+    # 4 -> 5: multi-file candidates, stored content-addressed. Single-file rows keep their code column, so old archives need no rewrite.
+    4: """
+CREATE TABLE IF NOT EXISTS blobs (
+    sha  TEXT PRIMARY KEY,
+    text TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS candidate_files (
+    candidate_id INTEGER NOT NULL REFERENCES candidates(id),
+    path         TEXT NOT NULL,
+    sha          TEXT NOT NULL REFERENCES blobs(sha),
+    PRIMARY KEY (candidate_id, path)
+) WITHOUT ROWID
+""",
 }
 
 

@@ -20,17 +20,33 @@ from typing import Any
 from discovery.archive.schema import ARCHIVE_FILE, SCHEMA, SCHEMA_VERSION, upgrade
 from discovery.domain import Candidate, Status
 from discovery.errors import UserError
+from discovery.program.tree import Tree, blob_hash, to_listing
 
 CANDIDATE_EXTRAS = ("island", "second_parent_id", "arm", "nearest_id", "similarity")
 
 
-def _row_to_candidate(row: sqlite3.Row) -> Candidate:
+def stored_code(db: sqlite3.Connection, candidate_id: int, code: str) -> str:
+    """A candidate's code: its code column, or for a multi-file candidate the listing of its stored tree."""
+    if code:
+        return code  # single-file programs and rejected replies keep their text in the column
+    try:
+        rows = db.execute(
+            "SELECT f.path, b.text FROM candidate_files f JOIN blobs b ON b.sha = f.sha"
+            " WHERE f.candidate_id = ? ORDER BY f.path",
+            (candidate_id,),
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return code  # an archive older than multi-file candidates, opened read-only: no such table
+    return to_listing(dict(rows)) if rows else code
+
+
+def _row_to_candidate(row: sqlite3.Row, db: sqlite3.Connection) -> Candidate:
     return Candidate(
         id=row["id"],
         parent_id=row["parent_id"],
         call_id=row["call_id"],
         operator=row["operator"],
-        code=row["code"],
+        code=stored_code(db, row["id"], row["code"]),
         status=row["status"],
         score=row["score"],
         fitness=row["fitness"],
@@ -226,16 +242,18 @@ class Archive:
         failure: str | None = None,
         extra: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
+        files: Tree | None = None,
     ) -> int:
         """Record a reply and the candidate it yielded (pending, or rejected with its reason), atomically.
 
         `extra` fills optional candidate columns (CANDIDATE_EXTRAS); `meta` updates search state in
-        the same transaction, so a crash can never record one without the other.
+        the same transaction, so a crash can never record one without the other. `files`, for a
+        multi-file candidate, is its tree: stored as blobs and a manifest instead of `code`.
         """
         with self.transaction():
             self._finish_call(call_id, "ok", reply, None, usage)
             candidate_id = self._insert_candidate(
-                parent_id, call_id, operator, code, normalised_hash, status, failure
+                parent_id, call_id, operator, code, normalised_hash, status, failure, files
             )
             for column, value in (extra or {}).items():
                 if column not in CANDIDATE_EXTRAS:
@@ -257,21 +275,46 @@ class Archive:
         normalised_hash: str,
         status: str,
         failure: str | None,
+        files: Tree | None = None,
     ) -> int:
         cur = self.db.execute(
             "INSERT INTO candidates(parent_id, call_id, created_at, operator, code, code_hash, status, failure)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (parent_id, call_id, time.time(), operator, code, normalised_hash, status, failure),
+            (
+                parent_id,
+                call_id,
+                time.time(),
+                operator,
+                "" if files else code,
+                normalised_hash,
+                status,
+                failure,
+            ),
         )
         candidate_id = cur.lastrowid
+        if files:
+            self._store_tree(candidate_id, files)
         kind = "candidate_rejected" if status.startswith("rejected") else "candidate_created"
         self._event(kind, candidate_id=candidate_id, call_id=call_id, status=status, failure=failure)
         return candidate_id
 
-    def add_seed(self, code: str, normalised_hash: str) -> int:
-        """Record the task's seed program as the first candidate."""
+    def _store_tree(self, candidate_id: int, files: Tree) -> None:
+        """Store a candidate's tree: each file's text once by content hash, then its manifest."""
+        shas = {path: blob_hash(text) for path, text in files.items()}
+        self.db.executemany(
+            "INSERT OR IGNORE INTO blobs(sha, text) VALUES (?, ?)", [(shas[p], t) for p, t in files.items()]
+        )
+        self.db.executemany(
+            "INSERT INTO candidate_files(candidate_id, path, sha) VALUES (?, ?, ?)",
+            [(candidate_id, path, sha) for path, sha in sorted(shas.items())],
+        )
+
+    def add_seed(self, code: str, normalised_hash: str, files: Tree | None = None) -> int:
+        """Record the task's seed program (with its tree, for a multi-file task) as the first candidate."""
         with self.transaction():
-            return self._insert_candidate(None, None, "seed", code, normalised_hash, Status.PENDING, None)
+            return self._insert_candidate(
+                None, None, "seed", code, normalised_hash, Status.PENDING, None, files
+            )
 
     def interrupt_unfinished_calls(self) -> int:
         """Mark calls that were in flight when the run died; they still count against the budget."""
@@ -441,21 +484,21 @@ class Archive:
         row = self.db.execute("SELECT * FROM candidates WHERE id=?", (candidate_id,)).fetchone()
         if row is None:
             raise UserError(f"no candidate {candidate_id} in {self.path}")
-        return _row_to_candidate(row)
+        return _row_to_candidate(row, self.db)
 
     def candidates(self, status: str | None = None) -> list[Candidate]:
         if status is None:
             rows = self.db.execute("SELECT * FROM candidates ORDER BY id")
         else:
             rows = self.db.execute("SELECT * FROM candidates WHERE status=? ORDER BY id", (status,))
-        return [_row_to_candidate(r) for r in rows]
+        return [_row_to_candidate(r, self.db) for r in rows]
 
     def seed(self) -> Candidate:
         """The task's seed program: always the first candidate."""
         row = self.db.execute("SELECT * FROM candidates ORDER BY id LIMIT 1").fetchone()
         if row is None:
             raise UserError(f"{self.path} holds no candidates yet")
-        return _row_to_candidate(row)
+        return _row_to_candidate(row, self.db)
 
     def failed_children(self, parent_id: int, limit: int) -> list[Candidate]:
         """The latest children of a parent that failed with a recorded reason, oldest first."""
@@ -464,7 +507,7 @@ class Archive:
             " AND COALESCE(failure, '') != '' ORDER BY id DESC LIMIT ?",
             (parent_id, limit),
         ).fetchall()
-        return [_row_to_candidate(r) for r in reversed(rows)]
+        return [_row_to_candidate(r, self.db) for r in reversed(rows)]
 
     def pending_ids(self) -> list[int]:
         return [
@@ -483,7 +526,7 @@ class Archive:
         row = self.db.execute(
             "SELECT * FROM candidates WHERE status='ok' ORDER BY fitness DESC, id ASC LIMIT 1"
         ).fetchone()
-        return _row_to_candidate(row) if row else None
+        return _row_to_candidate(row, self.db) if row else None
 
     def children_counts(self) -> dict[int, int]:
         rows = self.db.execute(

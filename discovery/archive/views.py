@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from discovery.archive.schema import ARCHIVE_FILE, SCHEMA_VERSION
-from discovery.archive.store import Archive, _row_to_candidate
+from discovery.archive.store import Archive, _row_to_candidate, stored_code
 from discovery.domain import Candidate
 from discovery.errors import UserError
+from discovery.program.tree import from_listing, is_listing, tree_diff
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +154,7 @@ def diff_candidates(run_dir: Path, a: int, b: int) -> str:
         ca, cb = archive.candidate(a), archive.candidate(b)
     finally:
         archive.close()
-    return "".join(
-        difflib.unified_diff(
-            ca.code.splitlines(keepends=True),
-            cb.code.splitlines(keepends=True),
-            f"candidate {a}",
-            f"candidate {b}",
-        )
-    )
+    return unified_diff(ca.code, cb.code, f"candidate {a}", f"candidate {b}")
 
 
 def model_speed(usage: dict[str, Any]) -> dict[str, Any]:
@@ -535,7 +529,9 @@ def run_view(db: sqlite3.Connection, name: str) -> dict[str, Any]:
 
 
 def unified_diff(a_code: str, b_code: str, a_label: str, b_label: str) -> str:
-    """Unified diff from a_code to b_code."""
+    """Unified diff from a_code to b_code; file by file when both are multi-file listings."""
+    if is_listing(a_code) and is_listing(b_code):
+        return tree_diff(from_listing(a_code), from_listing(b_code), a_label, b_label)
     return "".join(
         difflib.unified_diff(
             a_code.splitlines(keepends=True), b_code.splitlines(keepends=True), a_label, b_label
@@ -545,7 +541,7 @@ def unified_diff(a_code: str, b_code: str, a_label: str, b_label: str) -> str:
 
 def _code_of(db: sqlite3.Connection, candidate_id: int) -> str | None:
     row = db.execute("SELECT code FROM candidates WHERE id=?", (candidate_id,)).fetchone()
-    return row[0] if row else None
+    return stored_code(db, candidate_id, row[0]) if row else None
 
 
 def candidate_view(db: sqlite3.Connection, candidate_id: int, against: int | None = None) -> dict[str, Any]:
@@ -554,6 +550,7 @@ def candidate_view(db: sqlite3.Connection, candidate_id: int, against: int | Non
     if row is None:
         raise UserError(f"no candidate {candidate_id} in this run")
     c = dict(row)
+    c["code"] = stored_code(db, candidate_id, c["code"])
     c["metrics"] = json.loads(c["metrics"]) if c["metrics"] else {}
     call = (
         db.execute("SELECT * FROM llm_calls WHERE id=?", (c["call_id"],)).fetchone() if c["call_id"] else None
@@ -620,5 +617,5 @@ def candidate_ids(db: sqlite3.Connection) -> list[int]:
 def evaluated_candidates(db: sqlite3.Connection) -> list[Candidate]:
     """Every candidate evaluated ok, in full (code and metrics), oldest first."""
     return [
-        _row_to_candidate(r) for r in db.execute("SELECT * FROM candidates WHERE status='ok' ORDER BY id")
+        _row_to_candidate(r, db) for r in db.execute("SELECT * FROM candidates WHERE status='ok' ORDER BY id")
     ]

@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
+from discovery.program.tree import write_tree
 from discovery.sandbox.base import (
     CANDIDATE_MOUNT,
     PYTHON,
@@ -153,7 +154,7 @@ def runner_job(
     runner: Path | None = None,
     attachment: Attachment | None = None,
 ) -> SandboxJob:
-    """The sandbox job that runs the trusted runner on one candidate file (at a cheap stage, if named)."""
+    """The sandbox job that runs the trusted runner on one candidate file or folder (at a cheap stage, if named)."""
     argv = (
         PYTHON,
         "-I",
@@ -211,9 +212,10 @@ async def evaluate_once(
     try:
         # World-readable: the sandbox runs as an unprivileged user.
         candidate_dir.chmod(0o755)
-        path = candidate_dir / task.spec.candidate
-        path.write_text(code)
-        path.chmod(0o444)
+        # A folder candidate's tree goes under its folder name; a single file's one-entry tree is that file.
+        root = candidate_dir / task.spec.candidate if task.folder else candidate_dir
+        root.mkdir(mode=0o755, exist_ok=True)
+        write_tree(root, task.tree_of(code), mode=0o444)
         nonce = secrets.token_hex(16)
         if agent is None:
             result = await sandbox.run(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 
+from discovery.program.tree import from_listing, is_listing, to_listing
+
 BLOCK_START = "EVOLVE-BLOCK-START"
 BLOCK_END = "EVOLVE-BLOCK-END"
 
@@ -30,7 +32,13 @@ def split_block(code: str) -> Split | None:
 
 
 def evolvable(code: str) -> str:
-    """The part of a program that candidates differ in: its EVOLVE block, or all of it without markers."""
+    """The part of a program that candidates differ in: its EVOLVE block, or all of it without markers.
+
+    For a multi-file listing: that part of each file, under the file's header, in path order.
+    """
+    if is_listing(code):
+        tree = from_listing(code)
+        return to_listing({path: evolvable(text) for path, text in tree.items()})
     block = split_block(code)
     return block.body if block is not None else code
 

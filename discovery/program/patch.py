@@ -92,7 +92,7 @@ def apply_diff(parent: str, blocks: list[tuple[str, str]]) -> str | Rejection:
     return code
 
 
-def _looks_like_prose_or_placeholder(body: str) -> str | None:
+def looks_like_prose_or_placeholder(body: str) -> str | None:
     """Why a block body is not real code, or None when it looks like code."""
     if not body.strip():
         return "the reply's code is empty"
@@ -127,7 +127,7 @@ def _code_from_reply(reply: str) -> str | None:
     return reply if any(k in reply for k in ("def ", "return", "=", "import ")) else None
 
 
-def _indent_like(body: str, reference: str) -> str:
+def indent_like(body: str, reference: str) -> str:
     """Indent a replacement block body the way the original block body was indented."""
     ref_line = next((line for line in reference.splitlines() if line.strip()), "")
     indent = ref_line[: len(ref_line) - len(ref_line.lstrip())]
@@ -160,10 +160,18 @@ def build_program(reply: str, parent: str) -> Proposal | Rejection:
             proposal = Proposal(code if code.endswith("\n") else code + "\n", "full")
         else:
             # Block-only reply: splice the new body between the parent's fixed code.
-            body = _indent_like(code, parent_split.body)
+            body = indent_like(code, parent_split.body)
             proposal = Proposal(parent_split.head + body + parent_split.tail, "block")
 
-    child_split = split_block(proposal.code)
+    return checked_child(parent, proposal.code, proposal.kind)
+
+
+def checked_child(parent: str, child: str, kind: str, python: bool = True) -> Proposal | Rejection:
+    """Enforce the parent's EVOLVE block on a whole child: fixed code kept byte for byte, a real, valid body."""
+    parent_split = split_block(parent)
+    if parent_split is None:
+        return Rejection("rejected_outside_block", "the parent program has no valid EVOLVE block")
+    child_split = split_block(child)
     if child_split is None:
         return Rejection(
             "rejected_outside_block",
@@ -176,13 +184,15 @@ def build_program(reply: str, parent: str) -> Proposal | Rejection:
         return Rejection(
             "rejected_outside_block", f"the reply changed code {where} the EVOLVE block, which is fixed"
         )
-    problem = _looks_like_prose_or_placeholder(child_split.body)
-    if problem:
-        return Rejection("rejected_unparseable", problem)
     # Keep the parent's fixed code byte for byte; only the block body comes from the reply.
     code = parent_split.head + child_split.body + parent_split.tail
+    if not python:
+        return Proposal(code, kind)
+    problem = looks_like_prose_or_placeholder(child_split.body)
+    if problem:
+        return Rejection("rejected_unparseable", problem)
     try:
         ast.parse(code)
     except SyntaxError as exc:
         return Rejection("rejected_syntax", f"line {exc.lineno}: {exc.msg}")
-    return Proposal(code, proposal.kind)
+    return Proposal(code, kind)

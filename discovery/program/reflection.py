@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 
 from discovery.domain import Candidate
-from discovery.program.blocks import split_block
-from discovery.program.prompts import FORMAT_INSTRUCTIONS, SYSTEM, ReplyFormat
+from discovery.program.blocks import evolvable
+from discovery.program.prompts import SYSTEM, ReplyFormat, reply_instructions
 from discovery.task import Task
 
 Messages = list[dict[str, str]]
@@ -46,8 +46,7 @@ def _score(candidate: Candidate) -> str:
 
 def _shown(candidate: Candidate) -> str:
     """The code a reader needs to compare programs: the EVOLVE block when there is one."""
-    block = split_block(candidate.code)
-    return (block.body if block else candidate.code).rstrip()
+    return evolvable(candidate.code).rstrip()
 
 
 def _program_section(title: str, candidate: Candidate, reply_format: ReplyFormat) -> str:
@@ -118,7 +117,7 @@ def crossover_prompt(task: Task, a: Candidate, b: Candidate, reply_format: Reply
         "# How to improve\nWrite a new program that combines the best ideas of A and B into one that "
         "should score better than both. Start from program A and bring in what B does well.",
         "# What to reply\n"
-        + FORMAT_INSTRUCTIONS[reply_format]
+        + reply_instructions(task, reply_format)
         + ("\nThe SEARCH parts must copy lines of program A." if reply_format == "diff" else ""),
     ]
     return _messages(SYSTEM, parts)
@@ -136,5 +135,5 @@ def repair_prompt(task: Task, failed: Candidate, reply_format: ReplyFormat) -> M
     if tail:
         parts.append(f"# The end of its output\n```\n{tail}\n```")
     parts.append("# How to fix it\n" + REPAIR_HINTS.get(failed.status, REPAIR_HINTS["failed"]))
-    parts.append("# What to reply\n" + FORMAT_INSTRUCTIONS[reply_format])
+    parts.append("# What to reply\n" + reply_instructions(task, reply_format))
     return _messages(SYSTEM, parts)

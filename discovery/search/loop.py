@@ -18,7 +18,8 @@ from discovery.llm import LLMClient, LLMFailure
 from discovery.llm.gateway import Gateway
 from discovery.program import reflection
 from discovery.program.blocks import normalise
-from discovery.program.patch import Rejection, build_program
+from discovery.program.multifile import child_from_reply, code_hash_of
+from discovery.program.patch import Rejection
 from discovery.program.prompts import render
 from discovery.sandbox.base import Sandbox
 from discovery.search import gate
@@ -324,12 +325,14 @@ class Search:
         """Parse, dedup and novelty-check a reply; store the child with its search state in one transaction."""
         assert self._population is not None and plan.parent is not None
         pop = self._population
-        proposal = build_program(reply.text, plan.parent.code)
+        proposal = child_from_reply(self.task, reply.text, plan.parent.code)
         if isinstance(proposal, Rejection):
             code, status, failure = reply.text, proposal.status, proposal.reason
+            digest, files = code_hash(normalise(code)), None
         else:
             code, status, failure = proposal.code, Status.PENDING, None
-        digest = code_hash(normalise(code))
+            digest = code_hash_of(self.task, code)
+            files = self.task.tree_of(code) if self.task.folder else None
         if status == Status.PENDING and self.archive.has_hash(digest):
             status, failure = "rejected_duplicate", "an equivalent program is already in the archive"
         extra: dict = {
@@ -362,6 +365,7 @@ class Search:
             failure,
             extra=extra,
             meta=meta,
+            files=files,
         )
         if status == Status.PENDING and pop.novelty is not None:
             pop.novelty.add(candidate_id, code)
@@ -386,7 +390,8 @@ class Search:
         """First start: record and evaluate the seed. Resume: close calls that died in flight."""
         if not self.archive.candidates():
             seed_code = self.task.seed_code
-            self.archive.add_seed(seed_code, code_hash(normalise(seed_code)))
+            files = self.task.tree_of(seed_code) if self.task.folder else None
+            self.archive.add_seed(seed_code, code_hash_of(self.task, seed_code), files)
         interrupted = self.archive.interrupt_unfinished_calls()
         if interrupted:
             log.info(

@@ -83,6 +83,8 @@ def _tail(exc, limit):
 
 def _main():
     path, rfd, wfd, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    # A multi-file candidate's entry file imports its sibling files (the candidate's own folder).
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     if len(sys.argv) > 5:
         sys.path.insert(0, sys.argv[5])  # the harness (discovery_harness.llm for agents)
     os.set_blocking(rfd, False)

@@ -49,7 +49,7 @@ def test_a_schema_1_archive_is_read_as_is_and_upgraded_on_write(tmp_path):
         == 1
     )  # reading wrote nothing
     writer = Archive.open(run_dir)
-    assert writer.meta()["schema_version"] == SCHEMA_VERSION == 4
+    assert writer.meta()["schema_version"] == SCHEMA_VERSION
     [old] = writer.promotions()
     assert old["test"] == "paired permutation" and old["p_value"] == 0.0156
     writer.record_promotion(1, 1, "train", [1000], [1.0], [2.0], None, 1.0, 0.0, 0.05, True, "exact", "exact")
