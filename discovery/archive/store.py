@@ -24,6 +24,25 @@ from discovery.errors import UserError
 CANDIDATE_EXTRAS = ("island", "second_parent_id", "arm", "nearest_id", "similarity")
 
 
+def agent_calls_in(
+    db: sqlite3.Connection, candidate_id: int | None = None, evaluation: str | None = None
+) -> list[dict[str, Any]]:
+    """Agent calls on any connection (the store's or a read-only view's), JSON columns decoded, in call order."""
+    sql, args = "SELECT * FROM agent_calls WHERE 1=1", []
+    if candidate_id is not None:
+        sql, args = sql + " AND candidate_id=?", [*args, candidate_id]
+    if evaluation is not None:
+        sql, args = sql + " AND evaluation=?", [*args, evaluation]
+    out = []
+    for r in db.execute(sql + " ORDER BY id", args):
+        row = dict(r)
+        row["messages"] = json.loads(row["messages"])
+        row["params"] = json.loads(row["params"])
+        row["reply"] = json.loads(row["reply"]) if row["reply"] is not None else None
+        out.append(row)
+    return out
+
+
 def _row_to_candidate(row: sqlite3.Row) -> Candidate:
     return Candidate(
         id=row["id"],
@@ -543,21 +562,11 @@ class Archive:
             )
             return cur.lastrowid
 
-    def agent_calls(self, candidate_id: int | None = None, evaluation: str | None = None) -> list[dict[str, Any]]:
+    def agent_calls(
+        self, candidate_id: int | None = None, evaluation: str | None = None
+    ) -> list[dict[str, Any]]:
         """Agent calls in the order they were made, of one candidate (and one evaluation) if named."""
-        sql, args = "SELECT * FROM agent_calls WHERE 1=1", []
-        if candidate_id is not None:
-            sql, args = sql + " AND candidate_id=?", [*args, candidate_id]
-        if evaluation is not None:
-            sql, args = sql + " AND evaluation=?", [*args, evaluation]
-        out = []
-        for r in self.db.execute(sql + " ORDER BY id", args):
-            row = dict(r)
-            row["messages"] = json.loads(row["messages"])
-            row["params"] = json.loads(row["params"])
-            row["reply"] = json.loads(row["reply"]) if row["reply"] is not None else None
-            out.append(row)
-        return out
+        return agent_calls_in(self.db, candidate_id, evaluation)
 
     def agent_cost(self) -> float:
         """USD spent by candidates' agents through the gateway."""

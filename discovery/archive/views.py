@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from discovery.archive.schema import ARCHIVE_FILE, SCHEMA_VERSION
-from discovery.archive.store import Archive, _row_to_candidate
+from discovery.archive.store import Archive, _row_to_candidate, agent_calls_in
 from discovery.domain import Candidate
 from discovery.errors import UserError
 
@@ -137,7 +137,8 @@ def candidate_report(run_dir: Path, candidate_id: int) -> dict[str, Any]:
             "reply": call.get("reply"),
             "cost_usd": call.get("cost_usd"),
             "tokens": (call.get("prompt_tokens"), call.get("completion_tokens")) if call else None,
-            "agent_calls": archive.agent_calls(candidate_id),
+            "agent_calls": (agent_calls := archive.agent_calls(candidate_id)),
+            "agent_totals": agent_totals(agent_calls),
         }
     finally:
         archive.close()
@@ -581,8 +582,11 @@ def candidate_view(db: sqlite3.Connection, candidate_id: int, against: int | Non
             }
         )
     ids = db.execute("SELECT MAX(id), MIN(id) FROM candidates").fetchone()
+    agent_calls = agent_calls_in(db, candidate_id)
     return {
         **c,
+        "agent_calls": agent_calls,
+        "agent_totals": agent_totals(agent_calls),
         "call": dict(call) if call else None,
         "lineage": lineage,
         "children": children,
@@ -595,6 +599,35 @@ def candidate_view(db: sqlite3.Connection, candidate_id: int, against: int | Non
         "max_id": ids[0],
         "min_id": ids[1],
     }
+
+
+def agent_totals(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Agent calls summed per evaluation (in the order they began), then one row "all" over every call.
+
+    cost_usd sums the priced calls; unpriced counts the others (an unknown price is not $0).
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    total = _agent_sum("all", None)
+    for call in calls:
+        group = groups.setdefault(call["evaluation"], _agent_sum(call["evaluation"], call["split"]))
+        for row in (group, total):
+            row["calls"] += 1
+            row["not_ok"] += call["status"] != "ok"
+            row["prompt_tokens"] += call["prompt_tokens"] or 0
+            row["completion_tokens"] += call["completion_tokens"] or 0
+            row["latency_s"] += call["latency_s"] or 0.0
+            if call["cost_usd"] is None:
+                row["unpriced"] += 1
+            else:
+                row["cost_usd"] += call["cost_usd"]
+    return [*groups.values(), total] if calls else []
+
+
+def _agent_sum(evaluation: str, split: str | None) -> dict[str, Any]:
+    return {
+        "evaluation": evaluation, "split": split, "calls": 0, "not_ok": 0, "prompt_tokens": 0,
+        "completion_tokens": 0, "cost_usd": 0.0, "unpriced": 0, "latency_s": 0.0,
+    }  # fmt: skip
 
 
 def candidate_ids(db: sqlite3.Connection) -> list[int]:

@@ -163,3 +163,60 @@ def test_map_elites_grid_shows_each_cells_elite(tmp_path: Path) -> None:
     assert drawn.count('class="cell"') == 3 and 'href="/run/g/c/2"' in drawn
     with views.read_only(run_dir) as db:
         assert grid_of(db, {"strategy": "dgm"}) is None
+
+
+def record_agent_calls(archive: Archive, candidate_id: int) -> None:
+    """Three calls by a candidate's agent: two on the search evaluation (one hostile, with two replies), one refused on the gate."""
+    base = {"candidate_id": candidate_id, "session": "s", "model": "openai/agent", "started_at": 1.0}
+    archive.record_agent_call(
+        {**base, "evaluation": "search:train:0", "split": "train", "seed": 0, "sample_index": 0,
+         "messages": [{"role": "system", "content": f"sys {PAYLOAD}"}, {"role": "user", "content": "What is 6*7?"}],
+         "params": {"temperature": 0.5, "n": 2, "model": PAYLOAD}, "reply": [f"42 {PAYLOAD}", "forty-two"],
+         "status": "ok", "prompt_tokens": 30, "completion_tokens": 7, "cost_usd": 0.002, "latency_s": 0.25}
+    )  # fmt: skip
+    archive.record_agent_call(
+        {**base, "evaluation": "search:train:0", "split": "train", "seed": 0, "sample_index": 1,
+         "messages": [{"role": "user", "content": [{"type": "text", "text": "parts"}]}], "reply": ["7"],
+         "status": "ok", "prompt_tokens": 10, "completion_tokens": 1, "cost_usd": None, "latency_s": 0.5}
+    )  # fmt: skip
+    archive.record_agent_call(
+        {**base, "evaluation": "gate:heldout:1003", "split": "heldout", "seed": 1003, "sample_index": None,
+         "messages": [{"role": "user", "content": "again"}], "reply": None, "status": "refused",
+         "error": f"over budget: 1 call {PAYLOAD}"}
+    )  # fmt: skip
+
+
+def test_candidate_page_shows_agent_calls_escaped_with_totals(tmp_path: Path) -> None:
+    run_dir = tmp_path / "r"
+    archive = make_run(run_dir)
+    record_agent_calls(archive, 2)
+    archive.close()
+    with views.read_only(run_dir) as db:
+        agent = views.candidate_view(db, 2)
+        plain = views.candidate_view(db, 3)
+        view = views.run_view(db, "r")
+    assert [c["sample_index"] for c in agent["agent_calls"]] == [0, 1, None]
+    search, gate, total = agent["agent_totals"]
+    assert (search["evaluation"], search["calls"], search["prompt_tokens"], search["unpriced"]) == (
+        "search:train:0", 2, 40, 1,
+    )  # fmt: skip
+    assert (gate["split"], gate["not_ok"]) == ("heldout", 1)
+    assert (total["calls"], total["not_ok"], total["completion_tokens"]) == (3, 1, 8)
+    assert total["cost_usd"] == pytest.approx(0.002) and total["latency_s"] == pytest.approx(0.75)
+    assert plain["agent_calls"] == [] and plain["agent_totals"] == []
+
+    page = pages.candidate_page(agent, "r", pages.Links())
+    no_live_markup(page)
+    assert "<h2>Agent calls (3)</h2>" in page and page.count('<details class="agent-call') == 3
+    assert page.count('<details class="agent-call not-ok"') == 1  # the refused one stands out
+    for text in (f"sys {PAYLOAD}", f"42 {PAYLOAD}", "forty-two", f"over budget: 1 call {PAYLOAD}"):
+        assert html.escape(text) in page, text
+    assert "reply 2 of 2" in page and html.escape('"type": "text"') in page  # non-string content as JSON
+    assert "$0.0020 (1 unpriced)" in page  # the search evaluation's cost: an unknown price is not $0
+    assert "Agent calls" not in pages.candidate_page(plain, "r", pages.Links())
+
+    shown = pages.agent_calls_html(agent["agent_calls"], agent["agent_totals"], 1, "r", 2)
+    assert shown.count('<details class="agent-call') == 1 and "showing the first 1 of 3 calls" in shown
+    report = pages.report_page(view, [agent], 0.0)
+    no_live_markup(report)
+    assert report.count('<details class="agent-call') == 3

@@ -60,6 +60,11 @@ class Links:
         return "/version" if run is None else f"/run/{quote(run, safe='')}/version"
 
 
+def seconds(s: float | None) -> str:
+    """A duration to the millisecond."""
+    return "-" if s is None else f"{s:.3f} s"
+
+
 def when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
@@ -392,8 +397,90 @@ def _pre(title: str, text: str | None, open_: bool = False) -> str:
     return f"<details{' open' if open_ else ''}><summary>{e(title)}</summary><pre>{e(text)}</pre></details>"
 
 
+AGENT_CALLS_SHOWN = 500  # calls shown in full on a candidate page; the totals always count them all
+REPORT_AGENT_CALLS_SHOWN = 40  # per candidate section of a report, which holds hundreds of sections
+
+
+def agent_totals_table(totals: list[dict[str, Any]]) -> str:
+    """An agent's calls summed per evaluation, with an "all" row last."""
+    rows = [
+        [
+            f"<strong>{e(t['evaluation'])}</strong>"
+            if t["split"] is None
+            else f"<code>{e(t['evaluation'])}</code>",
+            e(t["split"] or ""),
+            e(t["calls"]),
+            e(t["not_ok"]),
+            e(t["prompt_tokens"]),
+            e(t["completion_tokens"]),
+            e(money(t["cost_usd"], t["unpriced"], t["calls"])),
+            e(seconds(t["latency_s"])),
+        ]
+        for t in totals
+    ]
+    headers = ["evaluation", "split", "calls", "refused or failed", "prompt tok", "completion tok", "cost",
+               "latency (sum)"]  # fmt: skip
+    return table(headers, rows, "agent-totals")
+
+
+def _message_text(content: Any) -> str:
+    """A message's content as text: a string as it is, anything else (parts, objects) as indented JSON."""
+    return content if isinstance(content, str) else json.dumps(content, indent=1, ensure_ascii=False)
+
+
+def agent_call_html(call: dict[str, Any]) -> str:
+    """One agent call, collapsed: a summary line, then its messages, replies, parameters and error."""
+    sample = "" if call["sample_index"] is None else f" · sample {call['sample_index']}"
+    cost = "unpriced" if call["cost_usd"] is None else f"${call['cost_usd']:.5f}"
+    summary = (
+        f"#{call['id']} · {call['evaluation']}{sample} · {call['status']} · "
+        f"{call['prompt_tokens']} + {call['completion_tokens']} tok · {cost} · {seconds(call['latency_s'])}"
+    )
+    parts = []
+    for m in call["messages"] if isinstance(call["messages"], list) else [call["messages"]]:
+        role, content = (m.get("role"), m.get("content")) if isinstance(m, dict) else ("?", m)
+        parts.append(
+            f'<div class="msg"><span class="role">{e(role)}</span><pre>{e(_message_text(content))}</pre></div>'
+        )
+    replies = call["reply"] or []
+    for k, reply in enumerate(replies if isinstance(replies, list) else [replies]):
+        label = "reply" if len(replies) == 1 else f"reply {k + 1} of {len(replies)}"
+        parts.append(
+            f'<div class="msg reply"><span class="role">{label}</span><pre>{e(_message_text(reply))}</pre></div>'
+        )
+    if call["error"]:
+        parts.append(f'<pre class="failure">{e(call["error"])}</pre>')
+    params = json.dumps(call["params"], ensure_ascii=False) if call["params"] else "{}"
+    parts.append(f'<p class="muted">model {e(call["model"])} · parameters <code>{e(params)}</code> · '
+                 f"at {e(when(call['started_at']))}</p>")  # fmt: skip
+    cls = "agent-call" + ("" if call["status"] == "ok" else " not-ok")
+    return f'<details class="{cls}" data-id="{call["id"]}"><summary>{e(summary)}</summary>{"".join(parts)}</details>'
+
+
+def agent_calls_html(
+    calls: list[dict[str, Any]], totals: list[dict[str, Any]], shown: int, run: str, cid: int
+) -> str:
+    """A candidate's agent calls: totals per evaluation, then each call collapsed, grouped by evaluation."""
+    if not calls:
+        return ""
+    cut = (
+        f'<p class="muted">showing the first {shown} of {len(calls)} calls; all of them: '
+        f"<code>discovery archive candidate {e(run)} {cid} --json</code></p>"
+        if len(calls) > shown
+        else ""
+    )
+    groups: dict[str, list[str]] = {}
+    for call in calls[:shown]:
+        groups.setdefault(call["evaluation"], []).append(agent_call_html(call))
+    listed = "".join(
+        f'<h3>{e(evaluation)}</h3><div class="agent-calls">{"".join(items)}</div>'
+        for evaluation, items in groups.items()
+    )
+    return f"<h2>Agent calls ({len(calls)})</h2>{agent_totals_table(totals)}{cut}{listed}"
+
+
 def candidate_body(c: dict[str, Any], run: str, links: Links) -> str:
-    """One candidate: facts, lineage, code, diffs, metrics, feedback, failure, output, prompt and reply."""
+    """One candidate: facts, lineage, code, diffs, metrics, feedback, failure, output, prompt, reply, agent calls."""
     call = c["call"] or {}
     facts = [
         ("status", f'<span class="dot {status_class(c["status"])}"></span> {e(c["status"])}'),
@@ -512,6 +599,13 @@ def candidate_body(c: dict[str, Any], run: str, links: Links) -> str:
         + gate
         + replays
         + llm
+        + agent_calls_html(
+            c["agent_calls"],
+            c["agent_totals"],
+            REPORT_AGENT_CALLS_SHOWN if links.report else AGENT_CALLS_SHOWN,
+            run,
+            c["id"],
+        )
     )
 
 
