@@ -43,6 +43,18 @@ def agent_calls_in(
     return out
 
 
+USAGE_BY_MODEL = (
+    "SELECT model, COUNT(*) AS calls, SUM(status='ok') AS ok, SUM(prompt_tokens) AS prompt_tokens,"
+    " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd, AVG(latency_s) AS mean_latency_s"
+    " FROM llm_calls GROUP BY model ORDER BY model"
+)
+
+
+def usage_by_model_in(db: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Per model on any connection: calls, ok calls, tokens, cost and mean latency (read from llm_calls_usage)."""
+    return [dict(r) for r in db.execute(USAGE_BY_MODEL)]
+
+
 def _row_to_candidate(row: sqlite3.Row) -> Candidate:
     return Candidate(
         id=row["id"],
@@ -586,12 +598,8 @@ class Archive:
         return {r["status"]: r["n"] for r in rows}
 
     def usage_by_model(self) -> list[dict[str, Any]]:
-        rows = self.db.execute(
-            "SELECT model, COUNT(*) AS calls, SUM(status='ok') AS ok, SUM(prompt_tokens) AS prompt_tokens,"
-            " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd, AVG(latency_s) AS mean_latency_s"
-            " FROM llm_calls GROUP BY model ORDER BY model"
-        )
-        return [dict(r) for r in rows]
+        """Per model: calls, ok calls, tokens, cost and mean latency of the search's own LLM calls."""
+        return usage_by_model_in(self.db)
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM events" + (" WHERE kind=?" if kind else "") + " ORDER BY seq"

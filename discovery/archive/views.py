@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from discovery.archive.schema import ARCHIVE_FILE, SCHEMA_VERSION
-from discovery.archive.store import Archive, _row_to_candidate, agent_calls_in
+from discovery.archive.store import Archive, _row_to_candidate, agent_calls_in, usage_by_model_in
 from discovery.domain import Candidate
 from discovery.errors import UserError
 
@@ -193,6 +193,7 @@ POINT_COLUMNS = (
     "id", "parent_id", "second_parent_id", "call_id", "operator", "status", "score", "fitness", "island", "arm",
     "created_at", "evaluated_at", "failure",
 )  # fmt: skip
+POINT_KEYS = (*POINT_COLUMNS, "x_calls", "x_cost", "x_time")
 MMAP_BYTES = 1 << 30
 LIVE_WINDOW_S = 600  # a run with no stop recorded and no event for this long is reported as not running
 FAILURE_HEAD = 160  # characters of a failure kept for grouping and tooltips
@@ -359,14 +360,18 @@ def candidate_points(db: sqlite3.Connection) -> list[dict[str, Any]]:
     rows = cursor.execute(
         f"SELECT {', '.join(POINT_COLUMNS[:-1])}, substr(failure, 1, {FAILURE_HEAD}) FROM candidates ORDER BY id"
     )
-    points = []
-    for row in rows:
-        p = dict(zip(POINT_COLUMNS, row, strict=True))
-        p["x_calls"] = p["call_id"] or 0
-        p["x_cost"] = spent.get(p["call_id"], 0.0)
-        p["x_time"] = (p["evaluated_at"] or p["created_at"]) - start
-        points.append(p)
-    return points
+    call, created, evaluated = (POINT_COLUMNS.index(k) for k in ("call_id", "created_at", "evaluated_at"))
+    cost_at = spent.get
+    # One comprehension, no per-key stores: this runs once per candidate on every run page.
+    return [
+        dict(
+            zip(
+                POINT_KEYS,
+                (*row, row[call] or 0, cost_at(row[call], 0.0), (row[evaluated] or row[created]) - start),
+            )
+        )
+        for row in rows
+    ]
 
 
 def best_so_far(points: list[dict[str, Any]], x: str = "calls") -> list[tuple[float, float, int]]:
@@ -443,12 +448,9 @@ def operator_stats(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def model_stats(db: sqlite3.Connection, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per model: calls, ok calls, tokens, cost, latency, and the candidates it wrote that beat their parent."""
-    rows = db.execute(
-        "SELECT model, COUNT(*) AS calls, SUM(status='ok') AS ok, SUM(prompt_tokens) AS prompt_tokens,"
-        " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd, AVG(latency_s) AS mean_latency_s"
-        " FROM llm_calls GROUP BY model ORDER BY model"
-    )
-    stats = {r["model"]: {**dict(r), "candidates": 0, "evaluated_ok": 0, "improved": 0} for r in rows}
+    stats = {
+        r["model"]: {**r, "candidates": 0, "evaluated_ok": 0, "improved": 0} for r in usage_by_model_in(db)
+    }
     if len(stats) == 1:  # the usual case: no second pass over llm_calls to learn each call's model
         model_of: dict[int | None, str] = {}
         only = next(iter(stats))

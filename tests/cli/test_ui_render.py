@@ -15,6 +15,7 @@ from discovery.app.web.highlight import highlight
 from discovery.app.web.server import Catalogue, PageCache, route
 from discovery.app.web.svg import tree_layout
 from discovery.archive import Archive, views
+from discovery.archive.store import USAGE_BY_MODEL
 from discovery.errors import UserError
 
 PAYLOAD = "<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\"><a href='javascript:alert(1)'>x</a>"
@@ -220,3 +221,14 @@ def test_candidate_page_shows_agent_calls_escaped_with_totals(tmp_path: Path) ->
     report = pages.report_page(view, [agent], 0.0)
     no_live_markup(report)
     assert report.count('<details class="agent-call') == 3
+
+
+def test_run_page_queries_read_small_indexes_not_prompts(tmp_path: Path) -> None:
+    """The run page's per-model usage and cost read covering indexes, never the rows holding prompts and replies."""
+    make_run(tmp_path / "r").close()
+    with views.read_only(tmp_path / "r") as db:
+        usage = " ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN " + USAGE_BY_MODEL))
+        cost = " ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN SELECT id, cost_usd FROM llm_calls"))
+        assert views.model_stats(db, views.candidate_points(db))[0]["calls"] == 3
+    assert "COVERING INDEX llm_calls_usage" in usage, usage
+    assert "COVERING INDEX llm_calls_cost" in cost, cost
