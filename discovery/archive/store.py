@@ -24,10 +24,18 @@ from discovery.errors import UserError
 CANDIDATE_EXTRAS = ("island", "second_parent_id", "arm", "nearest_id", "similarity")
 
 
+def has_table(db: sqlite3.Connection, name: str) -> bool:
+    """Whether the archive has this table: one older than schema 3, read as it is, has no agent_calls."""
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
+    return found is not None
+
+
 def agent_calls_in(
     db: sqlite3.Connection, candidate_id: int | None = None, evaluation: str | None = None
 ) -> list[dict[str, Any]]:
     """Agent calls on any connection (the store's or a read-only view's), JSON columns decoded, in call order."""
+    if not has_table(db, "agent_calls"):
+        return []
     sql, args = "SELECT * FROM agent_calls WHERE 1=1", []
     if candidate_id is not None:
         sql, args = sql + " AND candidate_id=?", [*args, candidate_id]
@@ -582,10 +590,14 @@ class Archive:
 
     def agent_cost(self) -> float:
         """USD spent by candidates' agents through the gateway."""
+        if not has_table(self.db, "agent_calls"):
+            return 0.0
         return self.db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM agent_calls").fetchone()[0]
 
     def agent_usage(self) -> dict[str, Any]:
         """Agent calls in total: count, refused, tokens and cost (shown apart from the mutation calls)."""
+        if not has_table(self.db, "agent_calls"):
+            return {"calls": 0, "not_ok": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
         row = self.db.execute(
             "SELECT COUNT(*) AS calls, COALESCE(SUM(status != 'ok'), 0) AS not_ok,"
             " COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens, COALESCE(SUM(completion_tokens), 0)"

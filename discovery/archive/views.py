@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from discovery.archive.schema import ARCHIVE_FILE, SCHEMA_VERSION
-from discovery.archive.store import Archive, _row_to_candidate, agent_calls_in, usage_by_model_in
+from discovery.archive.store import Archive, _row_to_candidate, agent_calls_in, has_table, usage_by_model_in
 from discovery.domain import Candidate
 from discovery.errors import UserError
 
@@ -211,13 +211,13 @@ def connect_ro(run_dir: Path) -> sqlite3.Connection:
     db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
     row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     version = json.loads(row[0]) if row else None
-    if version != SCHEMA_VERSION:
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
         db.close()
         raise UserError(
-            f"{path} has archive schema {version}; this viewer reads schema {SCHEMA_VERSION}: "
-            "open it once with `discovery archive show` (upgrades an older one) or upgrade discovery"
+            f"{path} has archive schema {version}; this viewer reads schema {SCHEMA_VERSION} and older: "
+            "upgrade discovery to open it"
         )
-    return db
+    return db  # an older schema is read as it is (no agent_calls before 3: none shown)
 
 
 @contextlib.contextmanager
@@ -291,9 +291,8 @@ def run_overview(
     """
     meta = _meta(db)
     config = meta.get("config") or {}
-    calls, cost, unpriced = db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0), SUM(cost_usd IS NULL) FROM llm_calls"
-    ).fetchone()
+    calls, cost, unpriced = _spend(db, "llm_calls")
+    agent_calls, agent_cost, agent_unpriced = _spend(db, "agent_calls")
     if points is None:
         counts = dict(db.execute("SELECT status, COUNT(*) FROM candidates GROUP BY status").fetchall())
         best = db.execute(
@@ -320,7 +319,10 @@ def run_overview(
         "budget": config.get("budget"),
         "calls": calls,
         "cost_usd": cost,
-        "unpriced_calls": unpriced or 0,
+        "unpriced_calls": unpriced,
+        "agent_calls": agent_calls,
+        "agent_cost_usd": agent_cost,
+        "agent_unpriced_calls": agent_unpriced,
         "candidates": sum(counts.values()),
         "status_counts": counts,
         "seed_score": seed["score"] if seed else None,
@@ -333,6 +335,16 @@ def run_overview(
         "version": version_of(db),
         **run_state(db),
     }
+
+
+def _spend(db: sqlite3.Connection, table: str) -> tuple[int, float, int]:
+    """Calls, USD of the priced ones and unpriced calls in llm_calls or agent_calls (read from its cost index)."""
+    if not has_table(db, table):
+        return 0, 0.0, 0
+    calls, cost, unpriced = db.execute(
+        f"SELECT COUNT(*), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(cost_usd IS NULL), 0) FROM {table}"
+    ).fetchone()
+    return calls, cost, unpriced
 
 
 def _cumulative_cost(db: sqlite3.Connection) -> dict[int, float]:

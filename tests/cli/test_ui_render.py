@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -222,6 +223,16 @@ def test_candidate_page_shows_agent_calls_escaped_with_totals(tmp_path: Path) ->
     no_live_markup(report)
     assert report.count('<details class="agent-call') == 3
 
+    # The run's cost shows its agents' spend apart from the search's own calls, on the run and runs pages.
+    o = view["overview"]
+    assert (o["calls"], o["agent_calls"], o["agent_unpriced_calls"]) == (3, 3, 2)
+    assert o["cost_usd"] == pytest.approx(0.003) and o["agent_cost_usd"] == pytest.approx(0.002)
+    spent = "$0.0030 + agents $0.0020 (2 unpriced) over 3 calls"
+    assert spent in pages.run_page(view, "calls", pages.Links()) and spent in pages.runs_page(
+        [o], pages.Links()
+    )
+    assert "agents" not in pages.spend({**o, "agent_calls": 0})
+
 
 def test_run_page_queries_read_small_indexes_not_prompts(tmp_path: Path) -> None:
     """The run page's per-model usage and cost read covering indexes, never the rows holding prompts and replies."""
@@ -232,3 +243,34 @@ def test_run_page_queries_read_small_indexes_not_prompts(tmp_path: Path) -> None
         assert views.model_stats(db, views.candidate_points(db))[0]["calls"] == 3
     assert "COVERING INDEX llm_calls_usage" in usage, usage
     assert "COVERING INDEX llm_calls_cost" in cost, cost
+
+
+def test_a_schema_2_archive_is_shown_as_it_is(tmp_path: Path) -> None:
+    """An archive from before agent calls (schema 2, no agent_calls table) is listed and browsed, never upgraded."""
+    make_run(tmp_path / "old").close()
+    db = sqlite3.connect(tmp_path / "old" / "archive.sqlite")
+    db.execute("DROP TABLE agent_calls")
+    db.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    before = hashlib.sha256((tmp_path / "old" / "archive.sqlite").read_bytes()).hexdigest()
+    catalogue = Catalogue(tmp_path)
+    runs = route(catalogue, "/")
+    assert b'href="/run/old"' in runs.body
+    assert route(catalogue, "/run/old").status == 200
+    page = route(catalogue, "/run/old/c/2").body.decode()
+    assert "Candidate #2" in page and "Agent calls" not in page
+    # the CLI's read-only reports of `archive show` and `archive candidate` read it too
+    assert views.run_report(tmp_path / "old")["agent"]["calls"] == 0
+    assert views.candidate_report(tmp_path / "old", 2)["agent_calls"] == []
+    assert hashlib.sha256((tmp_path / "old" / "archive.sqlite").read_bytes()).hexdigest() == before
+    newer = sqlite3.connect(tmp_path / "old" / "archive.sqlite")
+    newer.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    newer.commit()
+    newer.close()
+    with pytest.raises(UserError, match="schema 99; this viewer reads schema 3 and older"):
+        route(catalogue, "/run/old")
+    listed = route(
+        catalogue, "/"
+    ).body.decode()  # named on the runs page with the reason, not dropped silently
+    assert "Runs not shown" in listed and "old: " in listed and "schema 99" in listed

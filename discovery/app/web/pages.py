@@ -12,6 +12,7 @@ import dataclasses
 import heapq
 import json
 import time
+from collections.abc import Sequence
 from html import escape
 from importlib import resources
 from typing import Any
@@ -87,6 +88,15 @@ def money(usd: float | None, unpriced: int = 0, calls: int | None = None) -> str
     return text + (f" ({unpriced} unpriced)" if unpriced else "")
 
 
+def spend(o: dict[str, Any]) -> str:
+    """A run's cost (escaped): the search's own LLM calls and, on agent tasks, its agents' calls apart."""
+    text = e(money(o["cost_usd"], o["unpriced_calls"], o["calls"]))
+    if not o["agent_calls"]:
+        return text
+    agents = money(o["agent_cost_usd"], o["agent_unpriced_calls"], o["agent_calls"])
+    return f"{text} + agents {e(agents)} over {o['agent_calls']} calls"
+
+
 def shell(title: str, body: str, *, report: bool = False, poll: str | None = None, version: int = 0) -> str:
     """A whole HTML document: the explorer's links its own CSS and script; the report inlines CSS only."""
     if report:
@@ -120,8 +130,10 @@ def state_badge(o: dict[str, Any]) -> str:
 # ----- runs ------------------------------------------------------------------------------------
 
 
-def runs_page(overviews: list[dict[str, Any]], links: Links) -> str:
-    """Every run in a table, with a form to compare selected runs on one plot."""
+def runs_page(
+    overviews: list[dict[str, Any]], links: Links, unreadable: Sequence[tuple[str, str]] = ()
+) -> str:
+    """Every run in a table, with a form to compare selected runs on one plot; then runs that could not be read."""
     rows = []
     for o in overviews:
         rows.append(
@@ -132,7 +144,7 @@ def runs_page(overviews: list[dict[str, Any]], links: Links) -> str:
                 e(o["strategy"]),
                 e(", ".join(o["models"])),
                 f"{o['calls']}/{e(o['budget'])}",
-                e(money(o["cost_usd"], o["unpriced_calls"], o["calls"])),
+                spend(o),
                 e(o["seed"]),
                 e(o["candidates"]),
                 e(fmt(o["seed_score"])),
@@ -158,6 +170,13 @@ def runs_page(overviews: list[dict[str, Any]], links: Links) -> str:
         + '<form id="compare" method="get" action="/compare"><label>compare the selected runs against '
         '<select name="x"><option>calls</option><option>cost</option><option>time</option></select></label> '
         "<button>compare</button></form>"
+        + (
+            "<h2>Runs not shown</h2><ul>"
+            + "".join(f"<li>{e(name)}: {e(why)}</li>" for name, why in unreadable)
+            + "</ul>"
+            if unreadable
+            else ""
+        )
     )
     token = sum(o["version"] for o in overviews)
     return shell("discovery runs", body, poll=links.version(None), version=token)
@@ -199,7 +218,7 @@ def run_body(view: dict[str, Any], x: str, links: Links) -> str:
         ("models", e(", ".join(o["models"]))),
         ("seed", e(o["seed"])),
         ("calls", f"{o['calls']} of {e(o['budget'])}"),
-        ("cost", e(money(o["cost_usd"], o["unpriced_calls"], o["calls"]))),
+        ("cost", spend(o)),
         ("candidates", e(o["candidates"])),
         ("seed score", e(fmt(o["seed_score"]))),
         ("best", _cand_link(links, run, o["best_id"], o["best_score"])),
