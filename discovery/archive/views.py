@@ -501,6 +501,34 @@ def island_stats(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [stats[k] for k in sorted(stats)]
 
 
+def bandit_arms(bandit: dict[str, Any] | None, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per bandit arm (operator|model): the bandit's pulls, mean reward and cost, and the candidates it made."""
+    if not bandit or not isinstance(bandit.get("arms"), dict):
+        return []
+    fitness = {p["id"]: p["fitness"] for p in points}
+    made: dict[str, list[int]] = {}  # arm -> [children, evaluated ok, beat their parent]
+    for p in points:
+        if p["arm"] is None:
+            continue
+        row = made.setdefault(p["arm"], [0, 0, 0])
+        row[0] += 1
+        if p["status"] == "ok":
+            row[1] += 1
+            parent = fitness.get(p["parent_id"])
+            row[2] += parent is not None and p["fitness"] > parent
+    rows = []
+    for arm, s in bandit["arms"].items():
+        pulls = s.get("pulls", 0)
+        children, ok, improved = made.get(arm, (0, 0, 0))
+        rows.append(
+            {
+                "arm": arm, "pulls": pulls, "mean_reward": s.get("reward", 0.0) / pulls if pulls else None,
+                "cost": s.get("cost", 0.0), "children": children, "ok": ok, "improved": improved,
+            }
+        )  # fmt: skip
+    return sorted(rows, key=lambda r: -r["pulls"])
+
+
 def run_view(db: sqlite3.Connection, name: str) -> dict[str, Any]:
     """Everything a run page shows: overview, every candidate as a point, curves, stats, failures."""
     meta = _meta(db)
@@ -524,6 +552,7 @@ def run_view(db: sqlite3.Connection, name: str) -> dict[str, Any]:
         "models": model_stats(db, points),
         "islands": island_stats(points),
         "bandit": meta.get("bandit"),
+        "arms": bandit_arms(meta.get("bandit"), points),
         "promotions": _promotions(db),
         "replays": [dict(r) for r in db.execute("SELECT * FROM replays ORDER BY id")],
         "stops": [

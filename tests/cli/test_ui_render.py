@@ -274,3 +274,35 @@ def test_a_schema_2_archive_is_shown_as_it_is(tmp_path: Path) -> None:
         catalogue, "/"
     ).body.decode()  # named on the runs page with the reason, not dropped silently
     assert "Runs not shown" in listed and "old: " in listed and "schema 99" in listed
+
+
+def test_bandit_arms_are_a_table_of_pulls_and_children(tmp_path: Path) -> None:
+    run_dir = tmp_path / "b"
+    archive = make_run(run_dir)
+    bandit = {
+        "method": "ucb",
+        "exploration": 1.4,
+        "arms": {
+            "diff|m": {"pulls": 2, "reward": 1.0, "reward_sq": 1.0, "cost": 0.5},
+            f"full|{PAYLOAD}": {"pulls": 0, "reward": 0.0, "reward_sq": 0.0, "cost": 0.0},
+        },
+    }
+    usage = {"prompt_tokens": 1, "completion_tokens": 1, "cost_usd": 0.0, "latency_s": 0.1}
+    call = archive.start_call("m", "diff", 2, 4, "p")
+    child = archive.finish_call_with_candidate(
+        call, "r", usage, 2, "diff", "def solve():\n    return 3\n", "h4", extra={"arm": "diff|m"},
+        meta={"bandit": bandit},
+    )  # fmt: skip
+    archive.record_evaluation(child, "ok", 0.0, 0.0, {}, None, None, None, "process", "train", 0.1)
+    archive.close()
+    with views.read_only(run_dir) as db:
+        view = views.run_view(db, "b")
+    diff, full = view["arms"]
+    assert (diff["arm"], diff["pulls"], diff["mean_reward"], diff["children"], diff["improved"]) == (
+        "diff|m", 2, 0.5, 1, 1,
+    )  # fmt: skip
+    assert (full["pulls"], full["mean_reward"], full["children"]) == (0, None, 0)
+    page = pages.run_page(view, "calls", pages.Links())
+    no_live_markup(page)
+    assert "<h2>Bandit arms (ucb)</h2>" in page and html.escape(f"full|{PAYLOAD}") in page
+    assert views.bandit_arms(None, view["points"]) == []

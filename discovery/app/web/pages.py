@@ -322,8 +322,15 @@ def run_body(view: dict[str, Any], x: str, links: Links) -> str:
         )
     if view.get("grid"):
         extras += "<h2>MAP-Elites grid</h2>" + grid_svg(view["grid"], href)
-    if view["bandit"]:
-        extras += f"<h2>Bandit arms</h2><pre>{e(json.dumps(view['bandit'], indent=1))}</pre>"
+    if view["arms"]:
+        extras += f"<h2>Bandit arms ({e(view['bandit'].get('method'))})</h2>" + table(
+            ["arm (operator|model)", "pulls", "mean reward", "cost", "children", "evaluated ok", "beat parent"],
+            [
+                [e(a["arm"]), e(a["pulls"]), e(fmt(a["mean_reward"])), e(fmt(a["cost"])), e(a["children"]),
+                 e(a["ok"]), e(a["improved"])]
+                for a in view["arms"]
+            ],
+        )  # fmt: skip
     if view["promotions"]:
         extras += "<h2>Promotion gate</h2>" + table(
             [
