@@ -641,6 +641,7 @@ def candidate_view(db: sqlite3.Connection, candidate_id: int, against: int | Non
         ],
         "max_id": ids[0],
         "min_id": ids[1],
+        "version": version_of(db),
     }
 
 

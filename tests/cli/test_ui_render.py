@@ -306,3 +306,20 @@ def test_bandit_arms_are_a_table_of_pulls_and_children(tmp_path: Path) -> None:
     no_live_markup(page)
     assert "<h2>Bandit arms (ucb)</h2>" in page and html.escape(f"full|{PAYLOAD}") in page
     assert views.bandit_arms(None, view["points"]) == []
+
+
+def test_a_pending_candidates_page_refreshes_itself(tmp_path: Path) -> None:
+    archive = make_run(tmp_path / "r")
+    call = archive.start_call("m", "diff", 2, 5, "p")
+    usage = {"prompt_tokens": 1, "completion_tokens": 1, "cost_usd": 0.0, "latency_s": 0.1}
+    pending = archive.finish_call_with_candidate(
+        call, "r", usage, 2, "diff", "def solve():\n    return 5\n", "h5"
+    )
+    archive.close()
+    with views.read_only(tmp_path / "r") as db:
+        waiting, done = views.candidate_view(db, pending), views.candidate_view(db, 2)
+    assert waiting["status"] == "pending" and waiting["version"] > 0
+    assert f'data-poll="/run/r/version" data-version="{waiting["version"]}"' in pages.candidate_page(
+        waiting, "r", pages.Links()
+    )
+    assert "data-poll" not in pages.candidate_page(done, "r", pages.Links())

@@ -646,6 +646,7 @@ def candidate_body(c: dict[str, Any], run: str, links: Links) -> str:
 
 
 def candidate_page(c: dict[str, Any], run: str, links: Links) -> str:
+    """A candidate's page in the explorer: navigation, then its body."""
     nav = (
         f'<nav><a href="{e(links.home())}">runs</a> &rsaquo; <a href="{e(links.run(run))}">{e(run)}</a> &rsaquo; #{c["id"]}'
         + (
@@ -660,7 +661,15 @@ def candidate_page(c: dict[str, Any], run: str, links: Links) -> str:
         )
         + "</nav>"
     )
-    return shell(f"#{c['id']} · {run} · discovery", nav + candidate_body(c, run, links))
+    # A pending candidate's page reloads when the archive changes: its evaluation (and its agent's
+    # calls) show up without a manual refresh.
+    poll = links.version(run) if c["status"] == "pending" else None
+    return shell(
+        f"#{c['id']} · {run} · discovery",
+        nav + candidate_body(c, run, links),
+        poll=poll,
+        version=c["version"],
+    )
 
 
 def error_page(status: int, message: str) -> str:
