@@ -668,6 +668,7 @@ def agent_totals(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _agent_sum(evaluation: str, split: str | None) -> dict[str, Any]:
+    """An empty row of agent_totals."""
     return {
         "evaluation": evaluation, "split": split, "calls": 0, "not_ok": 0, "prompt_tokens": 0,
         "completion_tokens": 0, "cost_usd": 0.0, "unpriced": 0, "latency_s": 0.0,

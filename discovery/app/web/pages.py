@@ -478,11 +478,12 @@ def agent_call_html(call: dict[str, Any]) -> str:
         parts.append(
             f'<div class="msg"><span class="role">{e(role)}</span><pre>{e(_message_text(content))}</pre></div>'
         )
-    replies = call["reply"] or []
-    for k, reply in enumerate(replies if isinstance(replies, list) else [replies]):
+    reply = call["reply"]
+    replies = reply if isinstance(reply, list) else [] if reply is None else [reply]
+    for k, text in enumerate(replies):
         label = "reply" if len(replies) == 1 else f"reply {k + 1} of {len(replies)}"
         parts.append(
-            f'<div class="msg reply"><span class="role">{label}</span><pre>{e(_message_text(reply))}</pre></div>'
+            f'<div class="msg reply"><span class="role">{label}</span><pre>{e(_message_text(text))}</pre></div>'
         )
     if call["error"]:
         parts.append(f'<pre class="failure">{e(call["error"])}</pre>')
