@@ -324,7 +324,7 @@ def run_body(view: dict[str, Any], x: str, links: Links) -> str:
         extras += "<h2>MAP-Elites grid</h2>" + grid_svg(view["grid"], href)
     if view["arms"]:
         extras += f"<h2>Bandit arms ({e(view['bandit'].get('method'))})</h2>" + table(
-            ["arm (operator|model)", "pulls", "mean reward", "cost", "children", "evaluated ok", "beat parent"],
+            ["arm (operator|model)", "pulls", "mean reward", "cost (USD; M tokens if unpriced)", "children", "evaluated ok", "beat parent"],
             [
                 [e(a["arm"]), e(a["pulls"]), e(fmt(a["mean_reward"])), e(fmt(a["cost"])), e(a["children"]),
                  e(a["ok"]), e(a["improved"])]
