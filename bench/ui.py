@@ -5,7 +5,8 @@ code, a ~3 KB prompt and its reply; 70 % evaluated ok, 15 % failed, 15 % rejecte
 mostly among the better ones, so the tree is deep and bushy), then times, in this process:
 
 - the run page (`/run/<run>`: the curve with every candidate as a point and the lineage tree),
-- a candidate page (`/run/<run>/c/<id>`: code, diff against its parent, lineage, prompt and reply),
+- a candidate page (`/run/<run>/c/<id>`: code, diff against its parent, lineage, prompt and reply), and
+  one whose agent made 200 LLM calls (each shown collapsed, with totals per evaluation),
   each cold (read the archive and render: what every change to a live run costs) and from the
   server's page cache (the archive unchanged since the page was made),
 - the same two over HTTP through the real server (what a browser waits for),
@@ -35,6 +36,7 @@ from discovery.app.web.report import write_report  # noqa: E402
 from discovery.app.web.server import Catalogue, PageCache, make_server, route, url_of  # noqa: E402
 from discovery.archive import Archive  # noqa: E402
 
+AGENT_CALLS = 200  # on one candidate: its page shows them all, collapsed
 FAILED = (
     'Traceback (most recent call last):\n  File "program.py", line 12, in solve\nValueError: bad value {i}\n'
 )
@@ -79,8 +81,23 @@ def build(run_dir: Path, n: int, seed: int = 0) -> None:
             ok.append((x, cid))
         elif status == "failed":
             archive.record_evaluation(cid, "failed", None, None, {}, None, FAILED.format(i=i), "stderr tail", "process", "train", 0.1)  # fmt: skip
+    record_agent_calls(archive, n // 2 + 1, AGENT_CALLS)
     archive.log_event("run_stopped", reason="budget spent")
     archive.close()
+
+
+def record_agent_calls(archive: Archive, candidate_id: int, calls: int) -> None:
+    """An agent candidate's calls through the gateway: a search evaluation and a gate repeat, ~1 KB each."""
+    question = "A train leaves at 9 and travels 120 km at 80 km/h. " * 8
+    for k in range(calls):
+        evaluation, split = ("search:train:0", "train") if k < calls // 2 else ("gate:heldout:1003", "heldout")
+        archive.record_agent_call(
+            {"candidate_id": candidate_id, "evaluation": evaluation, "session": "s", "split": split, "seed": 0,
+             "sample_index": k % (calls // 2), "started_at": time.time(), "model": "openai/agent",
+             "messages": [{"role": "system", "content": "Solve it."}, {"role": "user", "content": question}],
+             "params": {"temperature": 0.0}, "reply": [f"Step by step... Answer: {k}"], "status": "ok",
+             "prompt_tokens": 300, "completion_tokens": 20, "cost_usd": 0.0001, "latency_s": 0.8}
+        )  # fmt: skip
 
 
 def timed(fn, repeats: int, clock=time.perf_counter) -> tuple[float, object]:
@@ -118,6 +135,7 @@ def main() -> None:
     pages = (
         ("run page", "/run/synthetic"),
         ("candidate page", f"/run/synthetic/c/{middle}"),
+        (f"agent candidate ({AGENT_CALLS} calls)", f"/run/synthetic/c/{middle + 1}"),
         ("runs page", "/"),
     )
     for label, target in pages:

@@ -154,12 +154,27 @@ def print_candidate(report: dict[str, Any], console: Console) -> None:
             style = "red" if title == "failure" else "none"
             console.print(Panel(Text(text), title=title, border_style=style))
     if report.get("agent_calls"):
-        print_agent_calls(report["agent_calls"], console)
+        print_agent_calls(report["agent_calls"], report["agent_totals"], console)
 
 
-def print_agent_calls(calls: list[dict[str, Any]], console: Console, text_chars: int = 300) -> None:
-    """The calls a candidate's agent made, in order: one header line each, then its last message and reply."""
+def print_agent_calls(
+    calls: list[dict[str, Any]], totals: list[dict[str, Any]], console: Console, text_chars: int = 300
+) -> None:
+    """The calls a candidate's agent made: totals per evaluation, then one header line each with its last message and reply."""
     console.print(f"[bold]Agent calls ({len(calls)})[/bold]")
+    for t in totals:
+        priced = t["unpriced"] < t["calls"]
+        cost = money(t["cost_usd"] if priced else None) + (
+            f" ({t['unpriced']} unpriced)" if t["unpriced"] and priced else ""
+        )
+        console.print(
+            f"  {t['evaluation']}: {t['calls']} calls ({t['not_ok']} refused or failed), "
+            f"tokens {t['prompt_tokens']}+{t['completion_tokens']}, cost {cost}, {fmt(t['latency_s'])} s",
+            highlight=False,
+            markup=False,
+            emoji=False,  # an evaluation named search:train:0 is not the :train: emoji
+            soft_wrap=True,  # one line per evaluation, never cut at the console's width
+        )
     for call in calls:
         sample = "" if call["sample_index"] is None else f" sample {call['sample_index']}"
         cost = "-" if call["cost_usd"] is None else f"${call['cost_usd']:.5f}"

@@ -40,6 +40,46 @@ def stored_code(db: sqlite3.Connection, candidate_id: int, code: str) -> str:
     return to_listing(dict(rows)) if rows else code
 
 
+def has_table(db: sqlite3.Connection, name: str) -> bool:
+    """Whether the archive has this table: one older than schema 3, read as it is, has no agent_calls."""
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
+    return found is not None
+
+
+def agent_calls_in(
+    db: sqlite3.Connection, candidate_id: int | None = None, evaluation: str | None = None
+) -> list[dict[str, Any]]:
+    """Agent calls on any connection (the store's or a read-only view's), JSON columns decoded, in call order."""
+    if not has_table(db, "agent_calls"):
+        return []
+    sql, args = "SELECT * FROM agent_calls WHERE 1=1", []
+    if candidate_id is not None:
+        sql, args = sql + " AND candidate_id=?", [*args, candidate_id]
+    if evaluation is not None:
+        sql, args = sql + " AND evaluation=?", [*args, evaluation]
+    out = []
+    for r in db.execute(sql + " ORDER BY id", args):
+        row = dict(r)
+        row["messages"] = json.loads(row["messages"])
+        row["params"] = json.loads(row["params"])
+        row["reply"] = json.loads(row["reply"]) if row["reply"] is not None else None
+        out.append(row)
+    return out
+
+
+USAGE_BY_MODEL = (
+    "SELECT model, COUNT(*) AS calls, SUM(status='ok') AS ok, SUM(prompt_tokens) AS prompt_tokens,"
+    " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd, AVG(latency_s) AS mean_latency_s,"
+    " SUM(latency_s) AS total_latency_s, MIN(started_at) AS first_started_at, MAX(finished_at) AS last_finished_at"
+    " FROM llm_calls GROUP BY model ORDER BY model"
+)
+
+
+def usage_by_model_in(db: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Per model on any connection: calls, ok calls, tokens, cost, latency and time span (from llm_calls_usage)."""
+    return [dict(r) for r in db.execute(USAGE_BY_MODEL)]
+
+
 def _row_to_candidate(row: sqlite3.Row, db: sqlite3.Connection) -> Candidate:
     return Candidate(
         id=row["id"],
@@ -591,28 +631,22 @@ class Archive:
             )
             return cur.lastrowid
 
-    def agent_calls(self, candidate_id: int | None = None, evaluation: str | None = None) -> list[dict[str, Any]]:
+    def agent_calls(
+        self, candidate_id: int | None = None, evaluation: str | None = None
+    ) -> list[dict[str, Any]]:
         """Agent calls in the order they were made, of one candidate (and one evaluation) if named."""
-        sql, args = "SELECT * FROM agent_calls WHERE 1=1", []
-        if candidate_id is not None:
-            sql, args = sql + " AND candidate_id=?", [*args, candidate_id]
-        if evaluation is not None:
-            sql, args = sql + " AND evaluation=?", [*args, evaluation]
-        out = []
-        for r in self.db.execute(sql + " ORDER BY id", args):
-            row = dict(r)
-            row["messages"] = json.loads(row["messages"])
-            row["params"] = json.loads(row["params"])
-            row["reply"] = json.loads(row["reply"]) if row["reply"] is not None else None
-            out.append(row)
-        return out
+        return agent_calls_in(self.db, candidate_id, evaluation)
 
     def agent_cost(self) -> float:
         """USD spent by candidates' agents through the gateway."""
+        if not has_table(self.db, "agent_calls"):
+            return 0.0
         return self.db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM agent_calls").fetchone()[0]
 
     def agent_usage(self) -> dict[str, Any]:
         """Agent calls in total: count, refused, tokens and cost (shown apart from the mutation calls)."""
+        if not has_table(self.db, "agent_calls"):
+            return {"calls": 0, "not_ok": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
         row = self.db.execute(
             "SELECT COUNT(*) AS calls, COALESCE(SUM(status != 'ok'), 0) AS not_ok,"
             " COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens, COALESCE(SUM(completion_tokens), 0)"
@@ -625,13 +659,8 @@ class Archive:
         return {r["status"]: r["n"] for r in rows}
 
     def usage_by_model(self) -> list[dict[str, Any]]:
-        rows = self.db.execute(
-            "SELECT model, COUNT(*) AS calls, SUM(status='ok') AS ok, SUM(prompt_tokens) AS prompt_tokens,"
-            " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd, AVG(latency_s) AS mean_latency_s,"
-            " SUM(latency_s) AS total_latency_s, MIN(started_at) AS first_started_at, MAX(finished_at) AS last_finished_at"
-            " FROM llm_calls GROUP BY model ORDER BY model"
-        )
-        return [dict(r) for r in rows]
+        """Per model: calls, ok calls, tokens, cost and mean latency of the search's own LLM calls."""
+        return usage_by_model_in(self.db)
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM events" + (" WHERE kind=?" if kind else "") + " ORDER BY seq"

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from discovery.archive.schema import ARCHIVE_FILE, SCHEMA_VERSION
-from discovery.archive.store import Archive, _row_to_candidate, stored_code
+from discovery.archive.store import (
+    Archive,
+    _row_to_candidate,
+    agent_calls_in,
+    has_table,
+    stored_code,
+    usage_by_model_in,
+)
 from discovery.domain import Candidate
 from discovery.errors import UserError
 from discovery.program.tree import from_listing, is_listing, tree_diff
@@ -141,7 +148,8 @@ def candidate_report(run_dir: Path, candidate_id: int) -> dict[str, Any]:
             "reply": call.get("reply"),
             "cost_usd": call.get("cost_usd"),
             "tokens": (call.get("prompt_tokens"), call.get("completion_tokens")) if call else None,
-            "agent_calls": archive.agent_calls(candidate_id),
+            "agent_calls": (agent_calls := archive.agent_calls(candidate_id)),
+            "agent_totals": agent_totals(agent_calls),
         }
     finally:
         archive.close()
@@ -202,6 +210,7 @@ POINT_COLUMNS = (
     "id", "parent_id", "second_parent_id", "call_id", "operator", "status", "score", "fitness", "island", "arm",
     "created_at", "evaluated_at", "failure",
 )  # fmt: skip
+POINT_KEYS = (*POINT_COLUMNS, "x_calls", "x_cost", "x_time")
 MMAP_BYTES = 1 << 30
 LIVE_WINDOW_S = 600  # a run with no stop recorded and no event for this long is reported as not running
 FAILURE_HEAD = 160  # characters of a failure kept for grouping and tooltips
@@ -219,13 +228,13 @@ def connect_ro(run_dir: Path) -> sqlite3.Connection:
     db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
     row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     version = json.loads(row[0]) if row else None
-    if version != SCHEMA_VERSION:
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
         db.close()
         raise UserError(
-            f"{path} has archive schema {version}; this viewer reads schema {SCHEMA_VERSION}: "
-            "open it once with `discovery archive show` (upgrades an older one) or upgrade discovery"
+            f"{path} has archive schema {version}; this viewer reads schema {SCHEMA_VERSION} and older: "
+            "upgrade discovery to open it"
         )
-    return db
+    return db  # an older schema is read as it is (no agent_calls before 3: none shown)
 
 
 @contextlib.contextmanager
@@ -299,9 +308,8 @@ def run_overview(
     """
     meta = _meta(db)
     config = meta.get("config") or {}
-    calls, cost, unpriced = db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0), SUM(cost_usd IS NULL) FROM llm_calls"
-    ).fetchone()
+    calls, cost, unpriced = _spend(db, "llm_calls")
+    agent_calls, agent_cost, agent_unpriced = _spend(db, "agent_calls")
     if points is None:
         counts = dict(db.execute("SELECT status, COUNT(*) FROM candidates GROUP BY status").fetchall())
         best = db.execute(
@@ -328,7 +336,10 @@ def run_overview(
         "budget": config.get("budget"),
         "calls": calls,
         "cost_usd": cost,
-        "unpriced_calls": unpriced or 0,
+        "unpriced_calls": unpriced,
+        "agent_calls": agent_calls,
+        "agent_cost_usd": agent_cost,
+        "agent_unpriced_calls": agent_unpriced,
         "candidates": sum(counts.values()),
         "status_counts": counts,
         "seed_score": seed["score"] if seed else None,
@@ -341,6 +352,16 @@ def run_overview(
         "version": version_of(db),
         **run_state(db),
     }
+
+
+def _spend(db: sqlite3.Connection, table: str) -> tuple[int, float, int]:
+    """Calls, USD of the priced ones and unpriced calls in llm_calls or agent_calls (read from its cost index)."""
+    if not has_table(db, table):
+        return 0, 0.0, 0
+    calls, cost, unpriced = db.execute(
+        f"SELECT COUNT(*), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(cost_usd IS NULL), 0) FROM {table}"
+    ).fetchone()
+    return calls, cost, unpriced
 
 
 def _cumulative_cost(db: sqlite3.Connection) -> dict[int, float]:
@@ -368,14 +389,18 @@ def candidate_points(db: sqlite3.Connection) -> list[dict[str, Any]]:
     rows = cursor.execute(
         f"SELECT {', '.join(POINT_COLUMNS[:-1])}, substr(failure, 1, {FAILURE_HEAD}) FROM candidates ORDER BY id"
     )
-    points = []
-    for row in rows:
-        p = dict(zip(POINT_COLUMNS, row, strict=True))
-        p["x_calls"] = p["call_id"] or 0
-        p["x_cost"] = spent.get(p["call_id"], 0.0)
-        p["x_time"] = (p["evaluated_at"] or p["created_at"]) - start
-        points.append(p)
-    return points
+    call, created, evaluated = (POINT_COLUMNS.index(k) for k in ("call_id", "created_at", "evaluated_at"))
+    cost_at = spent.get
+    # One comprehension, no per-key stores: this runs once per candidate on every run page.
+    return [
+        dict(
+            zip(
+                POINT_KEYS,
+                (*row, row[call] or 0, cost_at(row[call], 0.0), (row[evaluated] or row[created]) - start),
+            )
+        )
+        for row in rows
+    ]
 
 
 def best_so_far(points: list[dict[str, Any]], x: str = "calls") -> list[tuple[float, float, int]]:
@@ -452,12 +477,9 @@ def operator_stats(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def model_stats(db: sqlite3.Connection, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per model: calls, ok calls, tokens, cost, latency, and the candidates it wrote that beat their parent."""
-    rows = db.execute(
-        "SELECT model, COUNT(*) AS calls, SUM(status='ok') AS ok, SUM(prompt_tokens) AS prompt_tokens,"
-        " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd, AVG(latency_s) AS mean_latency_s"
-        " FROM llm_calls GROUP BY model ORDER BY model"
-    )
-    stats = {r["model"]: {**dict(r), "candidates": 0, "evaluated_ok": 0, "improved": 0} for r in rows}
+    stats = {
+        r["model"]: {**r, "candidates": 0, "evaluated_ok": 0, "improved": 0} for r in usage_by_model_in(db)
+    }
     if len(stats) == 1:  # the usual case: no second pass over llm_calls to learn each call's model
         model_of: dict[int | None, str] = {}
         only = next(iter(stats))
@@ -496,6 +518,34 @@ def island_stats(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [stats[k] for k in sorted(stats)]
 
 
+def bandit_arms(bandit: dict[str, Any] | None, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per bandit arm (operator|model): the bandit's pulls, mean reward and cost, and the candidates it made."""
+    if not bandit or not isinstance(bandit.get("arms"), dict):
+        return []
+    fitness = {p["id"]: p["fitness"] for p in points}
+    made: dict[str, list[int]] = {}  # arm -> [children, evaluated ok, beat their parent]
+    for p in points:
+        if p["arm"] is None:
+            continue
+        row = made.setdefault(p["arm"], [0, 0, 0])
+        row[0] += 1
+        if p["status"] == "ok":
+            row[1] += 1
+            parent = fitness.get(p["parent_id"])
+            row[2] += parent is not None and p["fitness"] > parent
+    rows = []
+    for arm, s in bandit["arms"].items():
+        pulls = s.get("pulls", 0)
+        children, ok, improved = made.get(arm, (0, 0, 0))
+        rows.append(
+            {
+                "arm": arm, "pulls": pulls, "mean_reward": s.get("reward", 0.0) / pulls if pulls else None,
+                "cost": s.get("cost", 0.0), "children": children, "ok": ok, "improved": improved,
+            }
+        )  # fmt: skip
+    return sorted(rows, key=lambda r: -r["pulls"])
+
+
 def run_view(db: sqlite3.Connection, name: str) -> dict[str, Any]:
     """Everything a run page shows: overview, every candidate as a point, curves, stats, failures."""
     meta = _meta(db)
@@ -519,6 +569,7 @@ def run_view(db: sqlite3.Connection, name: str) -> dict[str, Any]:
         "models": model_stats(db, points),
         "islands": island_stats(points),
         "bandit": meta.get("bandit"),
+        "arms": bandit_arms(meta.get("bandit"), points),
         "promotions": _promotions(db),
         "replays": [dict(r) for r in db.execute("SELECT * FROM replays ORDER BY id")],
         "stops": [
@@ -594,8 +645,11 @@ def candidate_view(db: sqlite3.Connection, candidate_id: int, against: int | Non
             }
         )
     ids = db.execute("SELECT MAX(id), MIN(id) FROM candidates").fetchone()
+    agent_calls = agent_calls_in(db, candidate_id)
     return {
         **c,
+        "agent_calls": agent_calls,
+        "agent_totals": agent_totals(agent_calls),
         "call": dict(call) if call else None,
         "lineage": lineage,
         "children": children,
@@ -607,7 +661,38 @@ def candidate_view(db: sqlite3.Connection, candidate_id: int, against: int | Non
         ],
         "max_id": ids[0],
         "min_id": ids[1],
+        "version": version_of(db),
     }
+
+
+def agent_totals(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Agent calls summed per evaluation (in the order they began), then one row "all" over every call.
+
+    cost_usd sums the priced calls; unpriced counts the others (an unknown price is not $0).
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    total = _agent_sum("all", None)
+    for call in calls:
+        group = groups.setdefault(call["evaluation"], _agent_sum(call["evaluation"], call["split"]))
+        for row in (group, total):
+            row["calls"] += 1
+            row["not_ok"] += call["status"] != "ok"
+            row["prompt_tokens"] += call["prompt_tokens"] or 0
+            row["completion_tokens"] += call["completion_tokens"] or 0
+            row["latency_s"] += call["latency_s"] or 0.0
+            if call["cost_usd"] is None:
+                row["unpriced"] += 1
+            else:
+                row["cost_usd"] += call["cost_usd"]
+    return [*groups.values(), total] if calls else []
+
+
+def _agent_sum(evaluation: str, split: str | None) -> dict[str, Any]:
+    """An empty row of agent_totals."""
+    return {
+        "evaluation": evaluation, "split": split, "calls": 0, "not_ok": 0, "prompt_tokens": 0,
+        "completion_tokens": 0, "cost_usd": 0.0, "unpriced": 0, "latency_s": 0.0,
+    }  # fmt: skip
 
 
 def candidate_ids(db: sqlite3.Connection) -> list[int]:

@@ -86,7 +86,9 @@ def mutation_prompt(
     if parent.feedback:
         parts.append(f"# Evaluator feedback on it\n{parent.feedback.strip()[:2000]}")
     for other in inspirations:
-        parts.append(f"# Another program ({_describe(other)})\n```python\n{evolvable(other.code).rstrip()}\n```")
+        parts.append(
+            f"# Another program ({_describe(other)})\n```python\n{evolvable(other.code).rstrip()}\n```"
+        )
     if recent_failures:
         lines = [
             f"- {c.status}: {(c.failure or '').splitlines()[0][:200] if c.failure else ''}"

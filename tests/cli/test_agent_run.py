@@ -71,7 +71,8 @@ def test_a_math_agent_run_records_agent_calls_apart_from_mutation_calls(
         0
     ].startswith("Step")
     text = cli("archive", "candidate", "agents", str(child.id), archive=archive_dir, check=True).stdout
-    assert "Agent calls (20)" in text and "search:train:0" in text
+    assert "Agent calls (20)" in text and "search:train:0: 20 calls (0 refused or failed)" in text
+    assert "cost unknown" in text  # the fake agent model has no price: unknown, not $0
     report = cli("archive", "show", "agents", archive=archive_dir, check=True).stdout
     assert "agent calls (candidates' agents, through the gateway): 40" in report
 

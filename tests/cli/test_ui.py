@@ -220,6 +220,70 @@ def test_injected_markup_runs_nothing(archive: Path, ui: str, browser: Browser) 
     assert_nothing_ran(browser, ["/static/app.js"])
 
 
+# An agent whose model answers with markup: its messages and replies are on the candidate page.
+AGENT_CHILD = (
+    "```python\ndef forward(question: str) -> str:\n"
+    '    return llm.chat([{"role": "user", "content": question + "\\n\\nOnly the number."}], temperature=0.0)\n```'
+)
+
+
+@pytest.fixture(scope="module")
+def agent_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real math_agent run (gateway, process sandbox) whose agent model replies with the injection payload."""
+    base = tmp_path_factory.mktemp("agents")
+    task = base / "math_agent"
+    shutil.copytree(ROOT / "tasks" / "math_agent", task)
+    root = base / "archive"
+    with (
+        FakeLLMServer([], default=AGENT_CHILD) as mutation,
+        FakeLLMServer([], default=f"42 {PAYLOAD}") as agent,
+    ):
+        args = run_args(
+            task, mutation, "agents", 1, "--reply-format", "block", "--agent-model", "openai/fake"
+        )
+        cli(*args, "--agent-api-base", agent.api_base, archive=root, check=True)
+    return root
+
+
+def agent_calls_of(root: Path, run: str, candidate_id: int) -> int:
+    db = sqlite3.connect(f"file:{root / run / 'archive.sqlite'}?mode=ro", uri=True)
+    try:
+        return db.execute(
+            "SELECT COUNT(*) FROM agent_calls WHERE candidate_id=?", (candidate_id,)
+        ).fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_agent_calls_show_on_the_candidate_page_as_text(agent_archive: Path, browser: Browser) -> None:
+    calls = agent_calls_of(agent_archive, "agents", 2)
+    assert calls > 0 and count(agent_archive, "agents") == 2
+    proc, url = start_ui(agent_archive)
+    try:
+        browser.open(url + "run/agents/c/2")
+        origin = {url.rstrip("/")}
+        assert_clean(browser, origin)
+        assert browser.eval("document.querySelectorAll('details.agent-call').length") == calls
+        assert browser.eval("document.querySelectorAll('details.agent-call[open]').length") == 0  # collapsed
+        total = browser.eval("[...document.querySelector('table.agent-totals').rows].pop().innerText")
+        assert total.split("\t")[:3] == ["all", "", str(calls)], total
+        browser.eval("document.querySelectorAll('details').forEach(d => d.open = true)")
+        assert "Only the number." in browser.eval("document.querySelector('details.agent-call').innerText")
+        assert_nothing_ran(browser, ["/static/app.js"])
+        browser.screenshot(artefacts() / "agent-calls.png", full_page=True)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    out = artefacts() / "report-agents.html"
+    cli("archive", "report", "agents", "-o", str(out), archive=agent_archive, check=True)
+    browser.open(out.as_uri() + "#c2")
+    assert_clean(browser, {"file://"})
+    shown = browser.eval("document.querySelectorAll('#c2 details.agent-call').length")
+    assert shown == min(calls, 40)
+    browser.eval("document.querySelectorAll('details').forEach(d => d.open = true)")
+    assert_nothing_ran(browser, [])
+
+
 def test_report_works_offline(archive: Path, browser: Browser) -> None:
     out = artefacts() / "report.html"
     made = cli("archive", "report", "r1", "-o", str(out), archive=archive, check=True)

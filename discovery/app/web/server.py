@@ -118,15 +118,16 @@ def route(catalogue: Catalogue, target: str, cache: PageCache | None = None) -> 
     path, query = unquote(parts.path), parse_qs(parts.query)
     links = pages.Links()
     if path == "/":
-        overviews = []
+        overviews, unreadable = [], []
         for name, folder in catalogue.runs().items():
             try:
                 with views.read_only(folder) as db:
                     overviews.append(views.run_overview(db, name))
             except (UserError, sqlite3.Error) as exc:
                 log.warning("skipping %s: %s", folder, exc)
+                unreadable.append((name, str(exc)))
         overviews.sort(key=lambda o: o["created_at"] or 0, reverse=True)
-        return html(pages.runs_page(overviews, links))
+        return html(pages.runs_page(overviews, links, unreadable))
     if path == "/version":
         total = 0
         for folder in catalogue.runs().values():
