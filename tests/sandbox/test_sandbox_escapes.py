@@ -50,6 +50,12 @@ PROCESS_CANNOT = {
     "daemonize": "without a cgroup the process backend cannot follow a setsid() daemon",
     "kill_host": "the process backend runs as the host user and could signal any host process",
     "kernel_surface": "the process backend applies no seccomp filter",
+    "socket_families": "the process backend applies no seccomp filter",
+}
+# Attacks left to Docker's own default seccomp profile, which allows them (replacing that profile
+# with ours would lose its allowlist of syscalls; Docker cannot stack two).
+DOCKER_CANNOT = {
+    "socket_families": "Docker's default seccomp profile allows AF_VSOCK and every netlink protocol",
 }
 pytestmark = pytest.mark.slow
 
@@ -175,6 +181,8 @@ def attack(name: str, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.Monk
     """Set up the attack `name` (or skip it on a backend that cannot contain it)."""
     if sandbox.name == "process" and name in PROCESS_CANNOT:
         pytest.skip(f"not run on the process backend: {PROCESS_CANNOT[name]}")
+    if sandbox.name == "docker" and name in DOCKER_CANNOT:
+        pytest.skip(f"not run on the Docker backend: {DOCKER_CANNOT[name]}")
     monkeypatch.setenv("DISCOVERY_TEST_SECRET", SECRET)
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     host_dir = tmp_path / "host"
@@ -397,4 +405,11 @@ def test_kernel_keyring_and_user_namespaces_are_refused(backend: Sandbox, make_a
     a = make_attack("kernel_surface")
     result = run(backend, a)
     assert score(result) == 0.0, result.stderr[-2000:]
+    assert_host_unchanged(a, result)
+
+
+def test_socket_families_a_sandbox_never_needs_are_refused(backend: Sandbox, make_attack) -> None:
+    a = make_attack("socket_families")
+    result = run(backend, a)
+    assert score(result) == 0.0, result.stdout[-2000:] + result.stderr[-2000:]
     assert_host_unchanged(a, result)
