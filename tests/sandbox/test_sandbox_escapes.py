@@ -29,7 +29,7 @@ import pytest
 
 from discovery import evaluation
 from discovery.errors import UserError
-from discovery.sandbox import choose
+from discovery.sandbox import choose, spawn
 from discovery.sandbox.base import Limits, Sandbox, SandboxResult, SandboxUnavailable
 from discovery.sandbox.bwrap import BwrapSandbox
 from discovery.sandbox.docker import RUN_LABEL, DockerSandbox
@@ -56,6 +56,7 @@ PROCESS_CANNOT = {
 # with ours would lose its allowlist of syscalls; Docker cannot stack two).
 DOCKER_CANNOT = {
     "socket_families": "Docker's default seccomp profile allows AF_VSOCK and every netlink protocol",
+    "cpu_burn": "Docker throttles CPU (nano_cpus) and sets no CPU-time rlimit",
 }
 pytestmark = pytest.mark.slow
 
@@ -412,4 +413,19 @@ def test_socket_families_a_sandbox_never_needs_are_refused(backend: Sandbox, mak
     a = make_attack("socket_families")
     result = run(backend, a)
     assert score(result) == 0.0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert_host_unchanged(a, result)
+
+
+def test_a_cpu_time_limit_kill_is_a_timeout(
+    backend: Sandbox, make_attack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RLIMIT_CPU at 1 s, far below the 20 s wall clock: the kernel, not the host, stops the job.
+    a = make_attack("cpu_burn")
+    monkeypatch.setattr(spawn, "cpu_seconds", lambda _limits: 1)
+    nonce = secrets.token_hex(16)
+    job = a.task.job(Limits(timeout_s=20, memory_mb=256), labels={"discovery.test": a.name})
+    result = asyncio.run(backend.run(dataclasses.replace(job, stdin=f"{nonce}\n".encode())))
+    assert result.wall_s < 15, result
+    assert result.timed_out and result.killed_reason == "timeout", result
+    assert evaluation.parse_result(result, nonce).status == "timeout"
     assert_host_unchanged(a, result)
