@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from discovery.sandbox.base import Limits, SandboxResult, SandboxUnavailable
 from discovery.sandbox.bwrap import BwrapSandbox, bwrap_argv
+from discovery.sandbox.uids import JOB_UID_BASE, JOB_UID_COUNT
 from tests.sandbox.test_sandbox_process import (
     LAUNCHERS,
     REPORT_LIMITS,
@@ -18,7 +20,7 @@ from tests.sandbox.test_sandbox_process import (
     expected_rlimits,
     run_watching_cgroup,
 )
-from tests.sandbox_fixtures import make_task, parse_result, skip_backend
+from tests.sandbox_fixtures import REPO, make_task, parse_result, skip_backend
 
 pytestmark = pytest.mark.bwrap
 
@@ -61,7 +63,10 @@ def test_inside_view(sandbox: BwrapSandbox, tmp_path: Path) -> None:
     result = run(sandbox, task.job())
     assert parse_result(result)["status"] == "ok", result.stderr
     view = json.loads(result.stderr.decode().split("VIEW=")[1].splitlines()[0])
-    assert view["uid"] == 65534 and view["gid"] == 65534
+    if os.geteuid() == 0:  # a uid of the job's own, shared with no other job (uids.py)
+        assert JOB_UID_BASE <= view["uid"] < JOB_UID_BASE + JOB_UID_COUNT and view["gid"] == view["uid"]
+    else:
+        assert view["uid"] == 65534 and view["gid"] == 65534
     assert view["ifaces"] == ["lo"]
     assert view["caps"] == ["0000000000000000", "0000000000000000"]
     assert view["cwd"] == "/tmp"
@@ -157,3 +162,51 @@ def test_cgroup_and_rlimits_are_applied(
             limits, address_space=not cgroup.has_memory, nproc=None if cgroup.has_pids else limits.pids
         ),
     )
+
+
+NEIGHBOUR = """
+import threading
+def solve():
+    started = []
+    for _ in range(6):
+        t = threading.Thread(target=lambda: None)
+        t.start()
+        started.append(t)
+    for t in started:
+        t.join()
+    return len(started)
+"""
+HOLD_EVALUATOR = """
+import os
+def evaluate(candidate_path, split="train", seed=0):
+    namespace = {"__name__": "candidate", "ATTACK": {"hold_s": 8}}
+    with open(candidate_path) as fh:
+        exec(compile(fh.read(), candidate_path, "exec"), namespace)
+    return {"score": float(namespace.get("SCORE", 0.0))}
+"""
+
+
+def test_a_job_holding_every_task_it_may_start_leaves_its_neighbour_room(tmp_path: Path) -> None:
+    # Without a pids cgroup the only task cap is RLIMIT_NPROC, which the kernel counts per uid:
+    # one job that uses up its share must not stop another job, running beside it, from starting.
+    if os.geteuid() != 0:
+        pytest.skip("as a normal user each job is the caller's uid in a user namespace")
+    try:
+        sandbox = BwrapSandbox(use_cgroup=False)
+    except SandboxUnavailable as exc:
+        skip_backend(exc)
+    attack = (REPO / "tests" / "escapes" / "hold_all_tasks.py").read_text()
+    hog = make_task(tmp_path / "hog", attack, HOLD_EVALUATOR)
+    neighbour = make_task(tmp_path / "neighbour", NEIGHBOUR)
+    limits = Limits(timeout_s=30, memory_mb=512, pids=24)
+
+    async def both() -> tuple[SandboxResult, SandboxResult]:
+        holding = asyncio.ensure_future(sandbox.run(hog.job(limits)))
+        await asyncio.sleep(3)  # the hog has reached its limit and holds it for 8 s
+        beside = await sandbox.run(neighbour.job(limits))
+        return await holding, beside
+
+    held, beside = asyncio.run(both())
+    assert 0 < parse_result(held)["score"] < limits.pids, held.stderr[-2000:]  # it stopped at its cap
+    assert held.wall_s > 8
+    assert parse_result(beside) == {**parse_result(beside), "status": "ok", "score": 6.0}, beside
