@@ -429,3 +429,28 @@ def test_a_cpu_time_limit_kill_is_a_timeout(
     assert result.timed_out and result.killed_reason == "timeout", result
     assert evaluation.parse_result(result, nonce).status == "timeout"
     assert_host_unchanged(a, result)
+
+
+CHILD_EVALUATOR = """
+import subprocess, sys
+
+def evaluate(candidate_path, split="train", seed=0):
+    out = subprocess.run([sys.executable, candidate_path], capture_output=True, text=True, timeout=20)
+    return {"score": 1.0, "feedback": out.stdout + out.stderr}
+"""
+
+
+def test_a_child_cannot_add_lines_to_the_result_stream(backend: Sandbox, tmp_path: Path) -> None:
+    # The evaluator runs the candidate in a child process, as README advises for tasks that must
+    # resist it: the child must not reach the stream that carries the runner's result line.
+    if backend.name == "process":
+        pytest.skip("not run on the process backend: it shares the host's pids and /proc")
+    task = make_task(tmp_path, (ESCAPES / "inject_result_line.py").read_text(), CHILD_EVALUATOR)
+    nonce = secrets.token_hex(16)
+    job = dataclasses.replace(
+        task.job(LIMITS, labels={"discovery.test": "inject"}), stdin=f"{nonce}\n".encode()
+    )
+    result = asyncio.run(backend.run(job))
+    outcome = evaluation.parse_result(result, nonce)
+    assert outcome.status == "ok" and outcome.score == 1.0, (outcome.failure, result.stdout[-2000:])
+    assert "REACHED=\n" in (outcome.feedback or ""), outcome.feedback
