@@ -315,6 +315,7 @@ def evaluate_kernel(candidate_path: str, task: KernelTask, evaluator_file: str, 
         os.path.dirname(os.path.abspath(evaluator_file)),
         extra_trusted=(evaluator_file,),
         compilers=task.compilers,
+        frozen=((task, "task"),),  # its reference, sizes and bounds, however the evaluator holds it
     )
     guard.arm()
     try:
