@@ -52,7 +52,7 @@ from discovery.sandbox import seccomp
 from discovery.sandbox.base import PYTHON, Limits, SandboxJob, SandboxResult, SandboxUnavailable
 from discovery.sandbox.cgroup import Cgroup
 from discovery.sandbox.hostpaths import python_dirs, system_entries
-from discovery.sandbox.spawn import Launcher, rlimits, run_group, sandbox_env
+from discovery.sandbox.spawn import Launcher, rlimits, run_group, sandbox_env, user_task_count
 from discovery.sandbox.uids import JobUids
 
 log = logging.getLogger(__name__)
@@ -174,11 +174,12 @@ class BwrapSandbox:
     ) -> SandboxResult:
         """Spawn bwrap for the job under its rlimits and cgroup, switching to `uid` inside when root."""
         limits: Limits = job.limits
-        pairs = rlimits(
-            limits,
-            address_space=cgroup is None or not cgroup.has_memory,
-            nproc=limits.pids if cgroup is None or not cgroup.has_pids else None,
-        )
+        nproc = None
+        if cgroup is None or not cgroup.has_pids:
+            # RLIMIT_NPROC counts every task of the uid: a job uid of its own holds none yet, but as a
+            # normal user the job is the caller's uid (in a user namespace), which already runs some.
+            nproc = limits.pids if self.as_root else user_task_count(os.geteuid()) + limits.pids
+        pairs = rlimits(limits, address_space=cgroup is None or not cgroup.has_memory, nproc=nproc)
         argv = bwrap_argv(
             job,
             bwrap=self.bwrap,

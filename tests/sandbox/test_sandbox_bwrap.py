@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -210,3 +214,49 @@ def test_a_job_holding_every_task_it_may_start_leaves_its_neighbour_room(tmp_pat
     assert 0 < parse_result(held)["score"] < limits.pids, held.stderr[-2000:]  # it stopped at its cap
     assert held.wall_s > 8
     assert parse_result(beside) == {**parse_result(beside), "status": "ok", "score": 6.0}, beside
+
+
+AS_A_USER = """
+import asyncio, subprocess, sys
+from pathlib import Path
+from discovery.sandbox.base import Limits
+from discovery.sandbox.bwrap import BwrapSandbox
+from tests.sandbox_fixtures import make_task, parse_result
+held = [subprocess.Popen(["sleep", "120"]) for _ in range(40)]  # the user runs other programs too
+try:
+    task = make_task(Path(sys.argv[1]), "def solve():\\n    return 7\\n")
+    result = asyncio.run(BwrapSandbox(sys.executable, use_cgroup=False).run(task.job(Limits(timeout_s=60, pids=16))))
+    print("RESULT", parse_result(result), result.stderr[-500:])
+finally:
+    for p in held:
+        p.kill()
+"""
+
+
+def test_as_a_normal_user_the_task_limit_leaves_room_for_the_users_other_programs() -> None:
+    # Unprivileged bwrap runs the job as the caller's uid (in a user namespace), whose task count
+    # RLIMIT_NPROC includes: the job's own limit comes on top of what the user already runs.
+    setpriv, bwrap, python = shutil.which("setpriv"), shutil.which("bwrap"), "/usr/bin/python3"
+    if os.geteuid() != 0 or setpriv is None or bwrap is None or not os.access(python, os.X_OK):
+        pytest.skip("needs root (to become a fresh normal user), bubblewrap and a system python3")
+    uid = 0x6F000000 + secrets.randbelow(1 << 20)  # a user no other process runs as
+    as_user = [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    probe = subprocess.run(
+        [*as_user, bwrap, "--unshare-all", "--ro-bind", "/", "/", "/bin/true"], capture_output=True
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"unprivileged bubblewrap does not work here: {probe.stderr[-300:]!r}")
+    work = Path(tempfile.mkdtemp(prefix="discovery-user-"))
+    try:
+        work.chmod(0o777)
+        proc = subprocess.run(
+            [*as_user, python, "-c", AS_A_USER, str(work)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=work,
+            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        )
+        assert "RESULT {'status': 'ok', 'score': 7.0" in proc.stdout, proc.stdout + proc.stderr
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
