@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from discovery.sandbox.base import Limits, SandboxJob, SandboxUnavailable  # noqa: E402
 from discovery.sandbox.bwrap import BwrapSandbox, bwrap_argv  # noqa: E402
 from discovery.sandbox.cgroup import Cgroup  # noqa: E402
-from discovery.sandbox.spawn import Launcher, rlimits, sandbox_env, spawn  # noqa: E402
+from discovery.sandbox.spawn import Launcher, Rlimit, rlimits, sandbox_env, spawn  # noqa: E402
 
 LIMITS = Limits(timeout_s=30, memory_mb=512, pids=64)
 COMMAND = ("/bin/true",)  # the job itself is beside the point: this measures getting it started
@@ -95,7 +95,7 @@ def command_for(
     return argv, {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, "/"
 
 
-def pairs_for(case: Case, cgroup: Cgroup | None) -> list[tuple[int, int]]:
+def pairs_for(case: Case, cgroup: Cgroup | None) -> list[Rlimit]:
     """The rlimits the backend applies (as in ProcessSandbox.run and BwrapSandbox.run)."""
     address_space = cgroup is None or not cgroup.has_memory
     if case.backend == "process":

@@ -210,15 +210,50 @@ def open_executor(
     return executor, None
 
 
-def _progress_line(stats: Stats, started: float) -> Text:
-    """The live status line: calls, evaluations, failures, best score, cost, elapsed time."""
+def duration(seconds: float) -> str:
+    """A duration as 1h02m, 3m05s or 42s."""
+    whole = max(0, round(seconds))
+    if whole >= 3600:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    if whole >= 60:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole}s"
+
+
+@dataclasses.dataclass(frozen=True)
+class Pace:
+    """Where this invocation started (a resumed run's earlier calls do not tell its pace)."""
+
+    started: float  # time.monotonic()
+    calls_at_start: int
+    max_time: float | None = None
+
+    def left(self, stats: Stats, now: float) -> str:
+        """Time to the end of the budget at this invocation's pace so far, or to --max-time if sooner."""
+        elapsed = now - self.started
+        limit = None if self.max_time is None else max(0.0, self.max_time - elapsed)
+        made = stats.calls - self.calls_at_start
+        if stats.calls >= stats.budget:
+            estimate: float | None = 0.0
+        elif made > 0:
+            estimate = elapsed / made * (stats.budget - stats.calls)
+        else:
+            estimate = None  # no call finished yet: nothing to go by
+        if limit is not None and (estimate is None or limit < estimate):
+            return f"{duration(limit)} left (--max-time)"
+        return "? left" if estimate is None else f"~{duration(estimate)} left"
+
+
+def _progress_line(stats: Stats, pace: Pace) -> Text:
+    """The live status line: calls, evaluations, failures, best score, cost, elapsed and remaining time."""
+    now = time.monotonic()
     best = f"{stats.best:.6g}" if stats.best is not None else "-"
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append(f"calls {stats.calls}/{stats.budget}", style="bold")
     line.append(f" | evaluated {stats.evaluated} (ok {stats.ok}, failed {stats.failed})")
     line.append(f" | rejected {stats.rejected} | pending {stats.pending} | best ")
     line.append(best, style="bold green")
-    line.append(f" | ${stats.cost_usd:.4f} | {time.monotonic() - started:.0f} s")
+    line.append(f" | ${stats.cost_usd:.4f} | {duration(now - pace.started)}, {pace.left(stats, now)}")
     return line
 
 
@@ -308,10 +343,10 @@ def _drive(
     ):
         client = LLMClient(specs, config.temperature, config.max_tokens, config.llm_timeout_s)
         executor, sandbox = open_executor(config, task, run_id, console)
-        started = time.monotonic()
+        pace = Pace(time.monotonic(), archive.calls_made(), max_time)
         try:
             with Live(
-                _progress_line(Stats(budget=config.budget), started),
+                _progress_line(Stats(calls=pace.calls_at_start, budget=config.budget), pace),
                 console=console,
                 transient=False,
                 refresh_per_second=4,
@@ -319,7 +354,7 @@ def _drive(
                 log_lines = None if console.is_terminal else ProgressLog(archive, console)
 
                 def update(stats: Stats) -> None:
-                    live.update(_progress_line(stats, started))
+                    live.update(_progress_line(stats, pace))
                     if log_lines is not None:
                         log_lines.emit()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from discovery.archive.schema import ARCHIVE_FILE, SCHEMA, SCHEMA_VERSION, upgrade
-from discovery.domain import Candidate, Status
+from discovery.domain import EVALUATED_FAILURES, Candidate, Status
 from discovery.errors import UserError
 from discovery.program.tree import Tree, blob_hash, to_listing
 
@@ -548,6 +548,22 @@ class Archive:
             (parent_id, limit),
         ).fetchall()
         return [_row_to_candidate(r, self.db) for r in reversed(rows)]
+
+    def unrepaired_failures(self) -> list[int]:
+        """Evaluated failures (not repairs, not the seed) with no repair call yet: the repairs still owed.
+
+        The queue of repairs lives in memory during a run; this rebuilds it on resume. A repair call
+        that was interrupted (in flight when the run stopped) does not count as made.
+        """
+        statuses = ", ".join("?" for _ in EVALUATED_FAILURES)
+        rows = self.db.execute(
+            f"SELECT c.id FROM candidates c WHERE c.status IN ({statuses})"
+            " AND c.operator NOT IN ('repair', 'seed') AND NOT EXISTS ("
+            "  SELECT 1 FROM llm_calls l WHERE l.operator = 'repair' AND l.parent_id = c.id"
+            "  AND l.status != 'interrupted') ORDER BY c.id",
+            [str(status) for status in EVALUATED_FAILURES],
+        )
+        return [r["id"] for r in rows]
 
     def pending_ids(self) -> list[int]:
         return [

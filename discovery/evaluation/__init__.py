@@ -89,7 +89,7 @@ def parse_result(result: SandboxResult, nonce: str) -> Outcome:
             None,
             {},
             None,
-            f"killed after the {result.wall_s:.1f} s wall-clock limit",
+            f"killed at the time limit (wall clock or CPU time) after {result.wall_s:.1f} s",
             tail,
             result.wall_s,
         )

@@ -4,10 +4,12 @@ The command line, flag by flag (see `bwrap_argv`):
 
 - `--unshare-net --unshare-ipc --unshare-pid --unshare-uts --unshare-cgroup-try`: everything
   `--unshare-all` does except the user namespace when we are root. A user namespace made by root
-  maps only uid 0, so the real switch to uid 65534 below would fail; without it, nobody inside is
-  nobody on the host too, and the kernel applies RLIMIT_NPROC (it never does to uid 0). As a
-  normal user, `--unshare-user --uid 65534 --gid 65534` is used instead (no setpriv). The new net
-  namespace holds only a down loopback: no network at all.
+  maps only uid 0, so the real switch to the job's uid below would fail; without it, the job's uid
+  inside is the same on the host, and the kernel applies RLIMIT_NPROC (it never does to uid 0). As
+  root each job gets a uid of its own (discovery/sandbox/uids.py), so per-user kernel limits such
+  as RLIMIT_NPROC are never shared with a neighbour job. As a normal user,
+  `--unshare-user --uid 65534 --gid 65534` is used instead (no setpriv). The new net namespace
+  holds only a down loopback: no network at all.
 - `--die-with-parent`: if bwrap dies (we SIGKILL its group at the time limit) the sandbox's init
   gets SIGKILL, and the pid namespace takes every process in it down with it; `--unshare-pid`
   also means a double-forked daemon cannot outlive the job.
@@ -27,8 +29,8 @@ The command line, flag by flag (see `bwrap_argv`):
 - `--clearenv` + `--setenv`: the environment is built from nothing, no host variable or key.
 - `--seccomp FD`: a filter (discovery/sandbox/seccomp.py) that refuses the keyring, new
   namespaces, ptrace, BPF, perf events, userfaultfd and mounts, as Docker's default profile does.
-- `setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all --bounding-set=-all
-  --no-new-privs`: a real uid switch; every capability is gone and cannot come back.
+- `setpriv --reuid UID --regid UID --clear-groups --inh-caps=-all --bounding-set=-all
+  --no-new-privs`: a real switch to the job's own uid; every capability is gone and cannot come back.
 
 Limits: a per-job cgroup (memory, pids) where this process may create one, since RLIMIT_AS
 breaks torch's large virtual reservations; RLIMIT_AS and RLIMIT_NPROC otherwise. The other
@@ -50,7 +52,8 @@ from discovery.sandbox import seccomp
 from discovery.sandbox.base import PYTHON, Limits, SandboxJob, SandboxResult, SandboxUnavailable
 from discovery.sandbox.cgroup import Cgroup
 from discovery.sandbox.hostpaths import python_dirs, system_entries
-from discovery.sandbox.spawn import Launcher, rlimits, run_group, sandbox_env
+from discovery.sandbox.spawn import Launcher, rlimits, run_group, sandbox_env, user_task_count
+from discovery.sandbox.uids import JobUids
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ def bwrap_argv(
     python: str,
     as_root: bool,
     seccomp_fd: int | None = None,
+    uid: int = NOBODY,
 ) -> list[str]:
     """The full bwrap command line for one job (see the module docstring for why each flag)."""
     limits = job.limits
@@ -96,7 +100,9 @@ def bwrap_argv(
         # no per-GPU device cgroup, so pick GPUs with CUDA_VISIBLE_DEVICES or use Docker).
         argv += [a for node in sorted(glob.glob("/dev/nvidia*")) for a in ("--dev-bind", node, node)]
     argv += ["--remount-ro", "/", "--chdir", SANDBOX_HOME, "--clearenv"]
-    for key, value in {**sandbox_env(limits, SANDBOX_HOME), **job.env}.items():
+    # A job uid has no passwd entry: name it, for getpass.getuser() (torch inductor's cache folder).
+    names = {"USER": "sandbox", "LOGNAME": "sandbox"} if as_root else {}
+    for key, value in {**sandbox_env(limits, SANDBOX_HOME), **names, **job.env}.items():
         argv += ["--setenv", key, value]
     if seccomp_fd is not None:
         argv += ["--seccomp", str(seccomp_fd)]
@@ -105,8 +111,8 @@ def bwrap_argv(
         assert setpriv is not None
         argv += [
             setpriv,
-            f"--reuid={NOBODY}",
-            f"--regid={NOBODY}",
+            f"--reuid={uid}",
+            f"--regid={uid}",
             "--clear-groups",
             "--inh-caps=-all",
             "--bounding-set=-all",
@@ -120,7 +126,7 @@ def bwrap_argv(
 
 
 class BwrapSandbox:
-    """Runs each job in fresh bubblewrap namespaces, as uid 65534, without network."""
+    """Runs each job in fresh bubblewrap namespaces, as an unprivileged uid, without network."""
 
     name = "bwrap"
     isolates_network = True
@@ -142,40 +148,18 @@ class BwrapSandbox:
         self.python = python or sys.executable
         self.use_cgroup = use_cgroup
         self.launcher = launcher or Launcher.find()
+        self.uids = JobUids()
         self.seccomp = seccomp.program()
         if self.seccomp is None:
             log.info("no seccomp filter for %s: bubblewrap runs without one", platform.machine())
 
     async def run(self, job: SandboxJob) -> SandboxResult:
         """Run one job to completion or until a limit stops it."""
-        limits: Limits = job.limits
-        cgroup = Cgroup.create(limits, job.labels) if self.use_cgroup else None
+        cgroup = Cgroup.create(job.limits, job.labels) if self.use_cgroup else None
         seccomp_fd = seccomp.memfd(self.seccomp) if self.seccomp is not None else None
         try:
-            pairs = rlimits(
-                limits,
-                address_space=cgroup is None or not cgroup.has_memory,
-                nproc=limits.pids if cgroup is None or not cgroup.has_pids else None,
-            )
-            argv = bwrap_argv(
-                job,
-                bwrap=self.bwrap,
-                setpriv=self.setpriv,
-                python=self.python,
-                as_root=self.as_root,
-                seccomp_fd=seccomp_fd,
-            )
-            result = await run_group(
-                argv,
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},  # bwrap's own; the job's is set inside
-                cwd="/",
-                limits=limits,
-                rlimit_pairs=pairs,
-                cgroup=cgroup,
-                launcher=self.launcher,
-                stdin=job.stdin,
-                pass_fds=() if seccomp_fd is None else (seccomp_fd,),
-            )
+            with self.uids.lease() as uid:
+                result = await self._run_as(job, uid, cgroup, seccomp_fd)
         finally:
             if seccomp_fd is not None:
                 os.close(seccomp_fd)
@@ -184,6 +168,38 @@ class BwrapSandbox:
         if result.exit_code == 1 and result.stderr.startswith(b"bwrap: ") and not result.stdout:
             result.error = "bubblewrap failed: " + result.stderr.decode(errors="replace").strip()[:500]
         return result
+
+    async def _run_as(
+        self, job: SandboxJob, uid: int, cgroup: Cgroup | None, seccomp_fd: int | None
+    ) -> SandboxResult:
+        """Spawn bwrap for the job under its rlimits and cgroup, switching to `uid` inside when root."""
+        limits: Limits = job.limits
+        nproc = None
+        if cgroup is None or not cgroup.has_pids:
+            # RLIMIT_NPROC counts every task of the uid: a job uid of its own holds none yet, but as a
+            # normal user the job is the caller's uid (in a user namespace), which already runs some.
+            nproc = limits.pids if self.as_root else user_task_count(os.geteuid()) + limits.pids
+        pairs = rlimits(limits, address_space=cgroup is None or not cgroup.has_memory, nproc=nproc)
+        argv = bwrap_argv(
+            job,
+            bwrap=self.bwrap,
+            setpriv=self.setpriv,
+            python=self.python,
+            as_root=self.as_root,
+            seccomp_fd=seccomp_fd,
+            uid=uid if self.as_root else NOBODY,
+        )
+        return await run_group(
+            argv,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},  # bwrap's own; the job's is set inside
+            cwd="/",
+            limits=limits,
+            rlimit_pairs=pairs,
+            cgroup=cgroup,
+            launcher=self.launcher,
+            stdin=job.stdin,
+            pass_fds=() if seccomp_fd is None else (seccomp_fd,),
+        )
 
     def close(self) -> None:
         """Nothing persists between jobs."""

@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 
 from discovery.sandbox.base import PYTHON, Limits, SandboxJob, SandboxResult, SandboxUnavailable
 from discovery.sandbox.docker_client import connect
-from discovery.sandbox.images import LABEL_BINDS, LABEL_KIND, LABEL_PYTHON, image_info, skeleton_is_current
+from discovery.sandbox.hostpaths import sandboxes_dir
+from discovery.sandbox.images import LABEL_BINDS, LABEL_PYTHON, image_info, skeleton_is_current
 from discovery.sandbox.spawn import HOST_GONE_GRACE_S, pid_alive, sandbox_env
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ RUN_LABEL = "discovery.run"
 # containers when a pid is only meaningful elsewhere (another machine or container on one engine).
 HOST_LABEL = "discovery.host"
 SANDBOX_HOME = "/tmp"
+INIT_MOUNT = "/discovery-init.py"
 _NOFILE = 1024
 T = TypeVar("T")
 
@@ -76,8 +78,6 @@ class DockerSandbox:
         self.run_id = run_id
         self.python = labels.get(LABEL_PYTHON, "python3")
         self.binds: list[tuple[str, str]] = [tuple(b) for b in json.loads(labels.get(LABEL_BINDS, "[]"))]
-        # Images discovery builds itself have coreutils' timeout; others may not.
-        self.backstop = labels.get(LABEL_KIND) in ("skeleton", "debootstrap")
         self.host = f"{host_identity()}:{os.getpid()}"
         with contextlib.suppress(Exception):  # best effort: a failure here must not block a run
             removed = remove_orphans(self.client)
@@ -123,6 +123,9 @@ class DockerSandbox:
         limits: Limits = job.limits
         mounts = [docker.types.Mount(t, h, type="bind", read_only=True) for h, t in self.binds]
         mounts += [docker.types.Mount(m.target, str(m.host), type="bind", read_only=True) for m in job.mounts]
+        mounts.append(
+            docker.types.Mount(INIT_MOUNT, str(sandboxes_dir() / "init.py"), type="bind", read_only=True)
+        )
         mb = 1024 * 1024
         host_config = self.api.create_host_config(
             network_mode="none",
@@ -154,9 +157,9 @@ class DockerSandbox:
         argv = list(job.argv)
         if argv and argv[0] == PYTHON:
             argv[0] = self.python
-        if self.backstop:
-            # The host kills the container at timeout_s; this fires only if the host is gone.
-            argv = ["timeout", "-s", "KILL", f"{limits.timeout_s + HOST_GONE_GRACE_S:g}", *argv]
+        # PID 1 (sandboxes/init.py) keeps the result stream private; its backstop fires only if
+        # the host, which kills the container at timeout_s, is gone.
+        argv = [self.python, "-I", "-S", INIT_MOUNT, f"{limits.timeout_s + HOST_GONE_GRACE_S:g}", *argv]
         return {
             "image": self.image,
             "command": argv,

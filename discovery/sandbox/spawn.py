@@ -34,6 +34,7 @@ _CHUNK = 65536
 _EOF_GRACE_S = 0.5  # after the child exits, how long to wait for pipes held by strays
 _NOFILE = 1024
 _SHELL = "/bin/sh"
+CPU_KILL_GRACE_S = 2  # CPU seconds between SIGXCPU (soft limit) and SIGKILL (hard limit)
 _PRLIMIT_FLAGS = {
     resource.RLIMIT_CPU: "--cpu",
     resource.RLIMIT_FSIZE: "--fsize",
@@ -59,56 +60,77 @@ def sandbox_env(limits: Limits, home: str) -> dict[str, str]:
     }
 
 
+# One rlimit as the child gets it: (resource, soft, hard).
+Rlimit = tuple[int, int, int]
+
+
 def cpu_seconds(limits: Limits) -> int:
-    """RLIMIT_CPU: a backstop above the wall clock, which the host enforces itself."""
+    """RLIMIT_CPU's soft limit: a backstop above the wall clock, which the host enforces itself."""
     return math.ceil(limits.timeout_s * max(1.0, limits.cpus)) + 2
 
 
-def rlimits(limits: Limits, *, address_space: bool, nproc: int | None) -> list[tuple[int, int]]:
-    """The (resource, value) pairs applied to the child before exec."""
-    pairs = [
-        (resource.RLIMIT_CPU, cpu_seconds(limits)),
-        (resource.RLIMIT_FSIZE, limits.file_size_mb * 1024 * 1024),
-        (resource.RLIMIT_CORE, 0),
-        (resource.RLIMIT_NOFILE, _NOFILE),
+def rlimits(limits: Limits, *, address_space: bool, nproc: int | None) -> list[Rlimit]:
+    """The rlimits applied to the child before exec (soft = hard except for CPU time)."""
+    mib = 1024 * 1024
+    cpu = cpu_seconds(limits)
+    # Soft below hard: the kernel sends SIGXCPU at the soft limit, which ends the job as a timeout;
+    # with soft = hard it checks the hard limit first and sends SIGKILL, which reads as a crash.
+    values = [
+        (resource.RLIMIT_CPU, cpu, cpu + CPU_KILL_GRACE_S),
+        (resource.RLIMIT_FSIZE, limits.file_size_mb * mib, limits.file_size_mb * mib),
+        (resource.RLIMIT_CORE, 0, 0),
+        (resource.RLIMIT_NOFILE, _NOFILE, _NOFILE),
     ]
     if address_space:
-        pairs.append((resource.RLIMIT_AS, limits.memory_mb * 1024 * 1024))
+        values.append((resource.RLIMIT_AS, limits.memory_mb * mib, limits.memory_mb * mib))
     if nproc is not None:
-        pairs.append((resource.RLIMIT_NPROC, nproc))
-    return pairs
+        values.append((resource.RLIMIT_NPROC, nproc, nproc))
+    return values
 
 
-def lowered(pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Each value capped at our own hard limit, which the child inherits: it can only lower them."""
+def lowered(values: Sequence[Rlimit]) -> list[Rlimit]:
+    """Each limit capped at our own hard limit, which the child inherits: it can only lower them."""
     out = []
-    for res, value in pairs:
-        _soft, hard = resource.getrlimit(res)
-        if hard != resource.RLIM_INFINITY and hard < value:
-            value = hard  # raising a hard limit needs privileges we may lack
-        out.append((res, value))
+    for res, soft, hard in values:
+        _soft, ours = resource.getrlimit(res)
+        if ours != resource.RLIM_INFINITY:
+            # raising a hard limit needs privileges we may lack
+            soft, hard = min(soft, ours), min(hard, ours)
+        out.append((res, soft, hard))
     return out
 
 
-def prlimit_argv(prlimit: str, pairs: Sequence[tuple[int, int]]) -> list[str]:
-    """`prlimit --cpu=N ... --`: sets soft and hard limits on itself, then execs the rest of argv."""
-    return [prlimit, *(f"{_PRLIMIT_FLAGS[res]}={value}" for res, value in lowered(pairs)), "--"]
+def prlimit_argv(prlimit: str, values: Sequence[Rlimit]) -> list[str]:
+    """`prlimit --cpu=SOFT:HARD ... --`: sets the limits on itself, then execs the rest of argv."""
+    flags = (f"{_PRLIMIT_FLAGS[res]}={soft}:{hard}" for res, soft, hard in lowered(values))
+    return [prlimit, *flags, "--"]
 
 
-def make_preexec(pairs: Sequence[tuple[int, int]], cgroup: Cgroup | None) -> Callable[[], None]:
+def make_preexec(values: Sequence[Rlimit], cgroup: Cgroup | None) -> Callable[[], None]:
     """A preexec_fn that joins the cgroup and lowers the rlimits in the child (fallback: forces fork)."""
     procs_files = cgroup.procs_files() if cgroup is not None else []
-    values = lowered(pairs)
+    capped = lowered(values)
 
     def preexec() -> None:
         # Join first, so everything the child ever forks is counted and can be killed.
         for path in procs_files:
             with open(path, "w") as fh:
                 fh.write(str(os.getpid()))
-        for res, value in values:
-            resource.setrlimit(res, (value, value))
+        for res, soft, hard in capped:
+            resource.setrlimit(res, (soft, hard))
 
     return preexec
+
+
+def ended_by_signal(code: int | None) -> int | None:
+    """The signal that ended a job: -N from a direct child, 128+N relayed by bwrap, timeout or docker."""
+    if code is None:
+        return None
+    if code < 0:
+        return -code
+    if 128 < code < 128 + signal.NSIG:
+        return code - 128
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +155,7 @@ class Launcher:
         return cls(prlimit, shell)
 
     def wrap(
-        self, argv: Sequence[str], pairs: Sequence[tuple[int, int]], cgroup: Cgroup | None
+        self, argv: Sequence[str], pairs: Sequence[Rlimit], cgroup: Cgroup | None
     ) -> tuple[list[str], Callable[[], None] | None]:
         """argv behind the cgroup-join and prlimit prefixes, and the preexec_fn still needed (or None)."""
         prefix: list[str] = []
@@ -280,7 +302,7 @@ async def run_group(
     env: dict[str, str],
     cwd: str,
     limits: Limits,
-    rlimit_pairs: Sequence[tuple[int, int]],
+    rlimit_pairs: Sequence[Rlimit],
     cgroup: Cgroup | None = None,
     launcher: Launcher,
     stdin: bytes = b"",
@@ -342,8 +364,8 @@ async def run_group(
         memory = cgroup.memory_exceeded()
     if not memory and not timed_out:
         memory = b"MemoryError" in bytes(cap.err[-4000:]) or b'"MemoryError' in bytes(cap.out)
-    if code is not None and code == -signal.SIGXCPU:
-        timed_out = True  # RLIMIT_CPU fired: the CPU-time form of the time limit
+    if ended_by_signal(code) == signal.SIGXCPU:
+        timed_out = True  # RLIMIT_CPU's soft limit fired: the CPU-time form of the time limit
     return SandboxResult(
         exit_code=code,
         stdout=bytes(cap.out),

@@ -400,6 +400,9 @@ class Search:
             )
         long_term = self.archive.reflections("long")
         self._planner.lessons = long_term[-1]["text"] if long_term else ""
+        if self.config.repair:
+            # Failures whose repair was queued (in memory) but never asked for before the run stopped.
+            self._planner.repairs.extend(self.archive.unrepaired_failures())
         seed = self._seed()
         if seed.status == Status.PENDING:
             await self._evaluate(seed.id)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import _thread
 import builtins
 import ctypes
+import dataclasses
 import gc
 import logging
 import math
@@ -58,6 +59,7 @@ _isenabled = gc.isenabled
 _getattr = builtins.getattr
 _id = builtins.id
 _getframe = sys._getframe
+_fields = dataclasses.fields
 _MISSING = object()
 
 _ALWAYS_BLOCKED = {
@@ -196,6 +198,45 @@ def _trusted_entries(modules: list[types.ModuleType]) -> tuple[list[tuple], list
     return entries, functions
 
 
+def _is_frozen_instance(value: object) -> bool:
+    """Whether value is an instance (not the class) of a frozen dataclass."""
+    params = getattr(type(value), "__dataclass_params__", None)
+    return params is not None and params.frozen and not isinstance(value, type)
+
+
+def _frozen_objects(roots: list[tuple[object, str]]) -> list[tuple[object, str]]:
+    """Every frozen dataclass instance among roots and inside them (fields, tuples, lists), labelled.
+
+    A frozen dataclass refuses `task.x = y`, but `object.__setattr__(task, "x", y)` and
+    `vars(task)["x"] = y` still change it, and neither raises an audit event for an instance: the
+    Guard snapshots their fields and compares them at every check, which runs after each call
+    into the candidate and so before the harness reads the task again. Such instances are the
+    task's declaration (its reference, sizes, bounds).
+    """
+    found: list[tuple[object, str]] = []
+    seen: set[int] = set()
+    stack = list(reversed(roots))
+    while stack:
+        value, label = stack.pop()
+        if _id(value) in seen:
+            continue
+        seen.add(_id(value))
+        if isinstance(value, (tuple, list)):
+            stack.extend((item, f"{label}[{i}]") for i, item in enumerate(value))
+        elif _is_frozen_instance(value):
+            found.append((value, label))
+            stack.extend((_getattr(value, f.name), f"{label}.{f.name}") for f in _fields(value))
+    return found
+
+
+def _fields_of(value: object) -> dict[str, object]:
+    """An instance's attributes as stored (its __dict__, or its dataclass fields when it has slots)."""
+    stored = _getattr(value, "__dict__", None)
+    if stored is not None:
+        return dict(stored)
+    return {f.name: _getattr(value, f.name, _MISSING) for f in _fields(value)}
+
+
 def _inside(path: str, root: str) -> bool:
     """Whether path is root or lies beneath it (both absolute and normalised)."""
     return path == root or path.startswith(root.rstrip("/") + "/")
@@ -238,7 +279,9 @@ class Guard:
         private_dirs: tuple[str, ...] = (),
         extra_trusted: tuple[str, ...] = (),
         compilers: bool = True,
+        frozen: tuple[tuple[object, str], ...] = (),
     ) -> None:
+        """frozen: (object, label) pairs whose fields must not change, besides those the modules hold."""
         import torch
 
         self._modules = list(trusted_modules)
@@ -278,6 +321,10 @@ class Guard:
             if module in self._modules or name in ("time", "torch", "threading", "gc")
         ]
         self._protected_functions = {_id(f) for f in functions}
+        held = [
+            (v, f"{getattr(m, '__name__', 'task')}.{n}") for m in self._modules for n, v in vars(m).items()
+        ]
+        self._frozen = [(obj, label, _fields_of(obj)) for obj, label in _frozen_objects([*frozen, *held])]
         self._violations: list[str] = []
         self._state = {"armed": False, "main": _get_ident()}
         self._threads = _active_count()
@@ -406,6 +453,11 @@ class Guard:
         for function, value, label in self._code:
             if _getattr(function, label.rsplit(".", 1)[1], _MISSING) is not value:
                 raise CandidateError(f"harness patched: {label} (during {when})")
+        for obj, label, fields in self._frozen:
+            now = _fields_of(obj)
+            for name in fields.keys() | now.keys():
+                if now.get(name, _MISSING) is not fields.get(name, _MISSING):
+                    raise CandidateError(f"harness patched: {label}.{name} (during {when})")
         for name, module in self._sys_modules:
             if sys.modules.get(name) is not module:
                 raise CandidateError(f"harness patched: sys.modules[{name!r}] replaced (during {when})")

@@ -37,6 +37,9 @@ CAUGHT = [
     ("patch_harness.py", "harness patched: discovery_harness."),
     ("forge_reply.py", "forged or out of order"),
     ("proc_mem_double_slash.py", "opened //proc/self/mem: /proc"),
+    ("work_after_return.py", "more untimed wall time than the reference's"),
+    ("patch_task_setattr.py", "harness patched: task.reference"),
+    ("patch_task_dict.py", "harness patched: task.reference"),
 ]
 
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from discovery.sandbox.base import Limits, SandboxResult, SandboxUnavailable
 from discovery.sandbox.bwrap import BwrapSandbox, bwrap_argv
+from discovery.sandbox.uids import JOB_UID_BASE, JOB_UID_COUNT
 from tests.sandbox.test_sandbox_process import (
     LAUNCHERS,
     REPORT_LIMITS,
@@ -18,7 +24,7 @@ from tests.sandbox.test_sandbox_process import (
     expected_rlimits,
     run_watching_cgroup,
 )
-from tests.sandbox_fixtures import make_task, parse_result, skip_backend
+from tests.sandbox_fixtures import REPO, make_task, parse_result, skip_backend
 
 pytestmark = pytest.mark.bwrap
 
@@ -61,7 +67,10 @@ def test_inside_view(sandbox: BwrapSandbox, tmp_path: Path) -> None:
     result = run(sandbox, task.job())
     assert parse_result(result)["status"] == "ok", result.stderr
     view = json.loads(result.stderr.decode().split("VIEW=")[1].splitlines()[0])
-    assert view["uid"] == 65534 and view["gid"] == 65534
+    if os.geteuid() == 0:  # a uid of the job's own, shared with no other job (uids.py)
+        assert JOB_UID_BASE <= view["uid"] < JOB_UID_BASE + JOB_UID_COUNT and view["gid"] == view["uid"]
+    else:
+        assert view["uid"] == 65534 and view["gid"] == 65534
     assert view["ifaces"] == ["lo"]
     assert view["caps"] == ["0000000000000000", "0000000000000000"]
     assert view["cwd"] == "/tmp"
@@ -157,3 +166,97 @@ def test_cgroup_and_rlimits_are_applied(
             limits, address_space=not cgroup.has_memory, nproc=None if cgroup.has_pids else limits.pids
         ),
     )
+
+
+NEIGHBOUR = """
+import threading
+def solve():
+    started = []
+    for _ in range(6):
+        t = threading.Thread(target=lambda: None)
+        t.start()
+        started.append(t)
+    for t in started:
+        t.join()
+    return len(started)
+"""
+HOLD_EVALUATOR = """
+import os
+def evaluate(candidate_path, split="train", seed=0):
+    namespace = {"__name__": "candidate", "ATTACK": {"hold_s": 8}}
+    with open(candidate_path) as fh:
+        exec(compile(fh.read(), candidate_path, "exec"), namespace)
+    return {"score": float(namespace.get("SCORE", 0.0))}
+"""
+
+
+def test_a_job_holding_every_task_it_may_start_leaves_its_neighbour_room(tmp_path: Path) -> None:
+    # Without a pids cgroup the only task cap is RLIMIT_NPROC, which the kernel counts per uid:
+    # one job that uses up its share must not stop another job, running beside it, from starting.
+    if os.geteuid() != 0:
+        pytest.skip("as a normal user each job is the caller's uid in a user namespace")
+    try:
+        sandbox = BwrapSandbox(use_cgroup=False)
+    except SandboxUnavailable as exc:
+        skip_backend(exc)
+    attack = (REPO / "tests" / "escapes" / "hold_all_tasks.py").read_text()
+    hog = make_task(tmp_path / "hog", attack, HOLD_EVALUATOR)
+    neighbour = make_task(tmp_path / "neighbour", NEIGHBOUR)
+    limits = Limits(timeout_s=30, memory_mb=512, pids=24)
+
+    async def both() -> tuple[SandboxResult, SandboxResult]:
+        holding = asyncio.ensure_future(sandbox.run(hog.job(limits)))
+        await asyncio.sleep(3)  # the hog has reached its limit and holds it for 8 s
+        beside = await sandbox.run(neighbour.job(limits))
+        return await holding, beside
+
+    held, beside = asyncio.run(both())
+    assert 0 < parse_result(held)["score"] < limits.pids, held.stderr[-2000:]  # it stopped at its cap
+    assert held.wall_s > 8
+    assert parse_result(beside) == {**parse_result(beside), "status": "ok", "score": 6.0}, beside
+
+
+AS_A_USER = """
+import asyncio, subprocess, sys
+from pathlib import Path
+from discovery.sandbox.base import Limits
+from discovery.sandbox.bwrap import BwrapSandbox
+from tests.sandbox_fixtures import make_task, parse_result
+held = [subprocess.Popen(["sleep", "120"]) for _ in range(40)]  # the user runs other programs too
+try:
+    task = make_task(Path(sys.argv[1]), "def solve():\\n    return 7\\n")
+    result = asyncio.run(BwrapSandbox(sys.executable, use_cgroup=False).run(task.job(Limits(timeout_s=60, pids=16))))
+    print("RESULT", parse_result(result), result.stderr[-500:])
+finally:
+    for p in held:
+        p.kill()
+"""
+
+
+def test_as_a_normal_user_the_task_limit_leaves_room_for_the_users_other_programs() -> None:
+    # Unprivileged bwrap runs the job as the caller's uid (in a user namespace), whose task count
+    # RLIMIT_NPROC includes: the job's own limit comes on top of what the user already runs.
+    setpriv, bwrap, python = shutil.which("setpriv"), shutil.which("bwrap"), "/usr/bin/python3"
+    if os.geteuid() != 0 or setpriv is None or bwrap is None or not os.access(python, os.X_OK):
+        pytest.skip("needs root (to become a fresh normal user), bubblewrap and a system python3")
+    uid = 0x6F000000 + secrets.randbelow(1 << 20)  # a user no other process runs as
+    as_user = [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    probe = subprocess.run(
+        [*as_user, bwrap, "--unshare-all", "--ro-bind", "/", "/", "/bin/true"], capture_output=True
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"unprivileged bubblewrap does not work here: {probe.stderr[-300:]!r}")
+    work = Path(tempfile.mkdtemp(prefix="discovery-user-"))
+    try:
+        work.chmod(0o777)
+        proc = subprocess.run(
+            [*as_user, python, "-c", AS_A_USER, str(work)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=work,
+            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        )
+        assert "RESULT {'status': 'ok', 'score': 7.0" in proc.stdout, proc.stdout + proc.stderr
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

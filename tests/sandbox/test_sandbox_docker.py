@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -154,11 +156,29 @@ from tests.sandbox_fixtures import make_task
 task = make_task(Path(sys.argv[1]), "import time\\ntime.sleep(600)\\n")
 asyncio.run(DockerSandbox(sys.argv[2], run_id=sys.argv[3]).run(task.job(Limits(timeout_s=1))))
 """
+NEXT_START = (
+    "import sys; from discovery.sandbox.docker import DockerSandbox; DockerSandbox(sys.argv[1]).close()"
+)
+
+
+def with_own_hostname(argv: list[str], hostname: str) -> list[str]:
+    """argv under a hostname of its own (a UTS namespace; root only, else argv unchanged).
+
+    A discovery process removes, as orphans, the containers of dead processes with its own host
+    identity (hostname, boot, pid namespace). Test sessions sharing this engine would otherwise
+    remove this test's orphan, by design, before the test has watched it end by itself.
+    """
+    unshare, name = shutil.which("unshare"), shutil.which("hostname")
+    if os.geteuid() != 0 or unshare is None or name is None:
+        return argv
+    return [unshare, "--uts", "sh", "-c", f'{name} "$0" && exec "$@"', hostname, *argv]
 
 
 def test_containers_of_a_killed_host_end_and_are_removed(image: str, tmp_path: Path) -> None:
     run_id = "killed-" + uuid.uuid4().hex[:8]
-    host = subprocess.Popen([sys.executable, "-c", HOST, str(tmp_path), image, run_id], cwd=REPO)
+    hostname = "discovery-test-" + uuid.uuid4().hex[:8]
+    argv = [sys.executable, "-c", HOST, str(tmp_path), image, run_id]
+    host = subprocess.Popen(with_own_hostname(argv, hostname), cwd=REPO)
     client = docker_or_skip()
     try:
 
@@ -178,8 +198,10 @@ def test_containers_of_a_killed_host_end_and_are_removed(image: str, tmp_path: P
             time.sleep(0.2)
         assert not containers("running"), "the container outlived its time limit after the host was killed"
         assert containers("exited"), "the stopped container is still there, for the next start to remove"
-        # ...and the next discovery process removes what the killed one left.
-        DockerSandbox(image).close()
+        # ...and the next discovery process (of the same host identity) removes what the killed one left.
+        subprocess.run(
+            with_own_hostname([sys.executable, "-c", NEXT_START, image], hostname), cwd=REPO, check=True
+        )
         assert client.api.containers(all=True, filters={"label": f"{RUN_LABEL}={run_id}"}) == []
     finally:
         host.kill()

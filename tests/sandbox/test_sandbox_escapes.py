@@ -29,7 +29,7 @@ import pytest
 
 from discovery import evaluation
 from discovery.errors import UserError
-from discovery.sandbox import choose
+from discovery.sandbox import choose, spawn
 from discovery.sandbox.base import Limits, Sandbox, SandboxResult, SandboxUnavailable
 from discovery.sandbox.bwrap import BwrapSandbox
 from discovery.sandbox.docker import RUN_LABEL, DockerSandbox
@@ -50,6 +50,13 @@ PROCESS_CANNOT = {
     "daemonize": "without a cgroup the process backend cannot follow a setsid() daemon",
     "kill_host": "the process backend runs as the host user and could signal any host process",
     "kernel_surface": "the process backend applies no seccomp filter",
+    "socket_families": "the process backend applies no seccomp filter",
+}
+# Attacks left to Docker's own default seccomp profile, which allows them (replacing that profile
+# with ours would lose its allowlist of syscalls; Docker cannot stack two).
+DOCKER_CANNOT = {
+    "socket_families": "Docker's default seccomp profile allows AF_VSOCK and every netlink protocol",
+    "cpu_burn": "Docker throttles CPU (nano_cpus) and sets no CPU-time rlimit",
 }
 pytestmark = pytest.mark.slow
 
@@ -175,6 +182,8 @@ def attack(name: str, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.Monk
     """Set up the attack `name` (or skip it on a backend that cannot contain it)."""
     if sandbox.name == "process" and name in PROCESS_CANNOT:
         pytest.skip(f"not run on the process backend: {PROCESS_CANNOT[name]}")
+    if sandbox.name == "docker" and name in DOCKER_CANNOT:
+        pytest.skip(f"not run on the Docker backend: {DOCKER_CANNOT[name]}")
     monkeypatch.setenv("DISCOVERY_TEST_SECRET", SECRET)
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     host_dir = tmp_path / "host"
@@ -398,3 +407,50 @@ def test_kernel_keyring_and_user_namespaces_are_refused(backend: Sandbox, make_a
     result = run(backend, a)
     assert score(result) == 0.0, result.stderr[-2000:]
     assert_host_unchanged(a, result)
+
+
+def test_socket_families_a_sandbox_never_needs_are_refused(backend: Sandbox, make_attack) -> None:
+    a = make_attack("socket_families")
+    result = run(backend, a)
+    assert score(result) == 0.0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert_host_unchanged(a, result)
+
+
+def test_a_cpu_time_limit_kill_is_a_timeout(
+    backend: Sandbox, make_attack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RLIMIT_CPU at 1 s, far below the 20 s wall clock: the kernel, not the host, stops the job.
+    a = make_attack("cpu_burn")
+    monkeypatch.setattr(spawn, "cpu_seconds", lambda _limits: 1)
+    nonce = secrets.token_hex(16)
+    job = a.task.job(Limits(timeout_s=20, memory_mb=256), labels={"discovery.test": a.name})
+    result = asyncio.run(backend.run(dataclasses.replace(job, stdin=f"{nonce}\n".encode())))
+    assert result.wall_s < 15, result
+    assert result.timed_out and result.killed_reason == "timeout", result
+    assert evaluation.parse_result(result, nonce).status == "timeout"
+    assert_host_unchanged(a, result)
+
+
+CHILD_EVALUATOR = """
+import subprocess, sys
+
+def evaluate(candidate_path, split="train", seed=0):
+    out = subprocess.run([sys.executable, candidate_path], capture_output=True, text=True, timeout=20)
+    return {"score": 1.0, "feedback": out.stdout + out.stderr}
+"""
+
+
+def test_a_child_cannot_add_lines_to_the_result_stream(backend: Sandbox, tmp_path: Path) -> None:
+    # The evaluator runs the candidate in a child process, as README advises for tasks that must
+    # resist it: the child must not reach the stream that carries the runner's result line.
+    if backend.name == "process":
+        pytest.skip("not run on the process backend: it shares the host's pids and /proc")
+    task = make_task(tmp_path, (ESCAPES / "inject_result_line.py").read_text(), CHILD_EVALUATOR)
+    nonce = secrets.token_hex(16)
+    job = dataclasses.replace(
+        task.job(LIMITS, labels={"discovery.test": "inject"}), stdin=f"{nonce}\n".encode()
+    )
+    result = asyncio.run(backend.run(job))
+    outcome = evaluation.parse_result(result, nonce)
+    assert outcome.status == "ok" and outcome.score == 1.0, (outcome.failure, result.stdout[-2000:])
+    assert "REACHED=\n" in (outcome.feedback or ""), outcome.feedback

@@ -292,26 +292,33 @@ def read_limits(result: SandboxResult) -> dict[str, tuple[str, str]]:
     return out
 
 
-def expected_rlimits(limits: Limits, *, address_space: bool, nproc: int | None) -> dict[str, int | None]:
-    """What /proc/self/limits must show (soft = hard) for limits; None: this rlimit is not ours to set."""
+def expected_rlimits(
+    limits: Limits, *, address_space: bool, nproc: int | None
+) -> dict[str, tuple[int, int] | None]:
+    """What /proc/self/limits must show as (soft, hard); None: this rlimit is not ours to set."""
     mib = 1024 * 1024
+    cpu = math.ceil(limits.timeout_s * max(1.0, limits.cpus)) + 2
+
+    def same(value: int | None) -> tuple[int, int] | None:
+        return None if value is None else (value, value)
+
     return {
-        "Max cpu time": math.ceil(limits.timeout_s * max(1.0, limits.cpus)) + 2,
-        "Max file size": limits.file_size_mb * mib,
-        "Max core file size": 0,
-        "Max open files": 1024,
-        "Max address space": limits.memory_mb * mib if address_space else None,
-        "Max processes": nproc,
+        "Max cpu time": (cpu, cpu + 2),  # soft below hard: SIGXCPU (a timeout) before SIGKILL
+        "Max file size": same(limits.file_size_mb * mib),
+        "Max core file size": same(0),
+        "Max open files": same(1024),
+        "Max address space": same(limits.memory_mb * mib) if address_space else None,
+        "Max processes": same(nproc),
     }
 
 
-def assert_rlimits(result: SandboxResult, expected: dict[str, int | None]) -> None:
-    """Each expected rlimit is in force in the job, soft and hard alike."""
+def assert_rlimits(result: SandboxResult, expected: dict[str, tuple[int, int] | None]) -> None:
+    """Each expected rlimit is in force in the job, soft and hard as given."""
     assert parse_result(result)["status"] == "ok", result.stderr[-2000:]
     seen = read_limits(result)
     for name, value in expected.items():
         if value is not None:
-            assert seen[name] == (str(value), str(value)), (name, seen[name])
+            assert seen[name] == (str(value[0]), str(value[1])), (name, seen[name])
 
 
 async def run_watching_cgroup(

@@ -137,6 +137,27 @@ def test_a_failure_is_fed_back_once_for_repair(toy_task, tmp_path, fake_llm):
     )
 
 
+def test_a_repair_owed_when_the_run_stopped_is_made_on_resume(toy_task, tmp_path, fake_llm):
+    attempts = itertools.count()
+
+    def reply(request):
+        return f"```python\ndef solve():\n    raise ValueError('negative radius {next(attempts)}')\n```"
+
+    server = fake_llm(default=reply)
+    archive = run(toy_task, tmp_path, server, budget=1, crossover_rate=0, novelty_threshold=None)
+    [failed] = archive.candidates()[1:]  # the budget ended with its repair still queued
+    assert failed.status == "failed" and archive.unrepaired_failures() == [failed.id]
+    task = load_task(toy_task)
+    config = RunConfig.model_validate({**archive.meta()["config"], "budget": 2})
+    client = LLMClient(
+        [ModelSpec("openai/fake", 1.0, server.api_base, "sk-fake")], attempts=2, max_wait_s=0.1
+    )
+    asyncio.run(Search(archive, task, config, client, ProcessSandbox(), "t").run())
+    [repair] = archive.candidates()[2:]
+    assert repair.operator == "repair" and repair.parent_id == failed.id
+    assert "How it failed" in user_prompt(server.requests[-1]) and archive.unrepaired_failures() == []
+
+
 def test_crossover_shows_two_parents_and_links_both(toy_task, tmp_path, fake_llm):
     server = fake_llm([solve(1.0), solve(2.0)], default=counting_replies())
     archive = run(toy_task, tmp_path, server, budget=4, crossover_rate=1.0, novelty_threshold=None)
