@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from discovery_harness.timing import TimingResult, UnreportedTime, check_overhea
 from discovery_harness.torch_check import check_plain_tensor, compare, tolerance  # noqa: E402
 
 from discovery.task import load_task  # noqa: E402
-from tests.harness.test_harness_compile import small_task, write  # noqa: E402
+from tests.harness.test_harness_compile import small_task  # noqa: E402
 from tests.runner_call import run_runner  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -158,7 +159,9 @@ def test_a_tripped_overhead_check_is_measured_again_before_it_fails(tmp_path: Pa
     # Untimed work in the first round only (as a burst of load locked to the trial rhythm would
     # add): the check trips once, the timing is repeated with the order flipped, and it scores.
     task = small_task(tmp_path, "rmsnorm_training", "(Case((37, 129)),)", "Case((64, 257))", trials=40)
-    result = run_runner(task, write(tmp_path, "first_round.py", FIRST_ROUND_ONLY))
+    candidate = tmp_path / "first_round.py"
+    candidate.write_text(textwrap.dedent(FIRST_ROUND_ONLY))
+    result = run_runner(task, candidate)
     assert result["status"] == "ok", result
 
 
