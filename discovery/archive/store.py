@@ -102,7 +102,7 @@ def _row_to_candidate(row: sqlite3.Row, db: sqlite3.Connection) -> Candidate:
         arm=row["arm"],
         similarity=row["similarity"],
         stage_fitness=row["stage_fitness"],
-        node=row["node"],
+        node=row["node"] if "node" in row.keys() else None,  # schema 4; older archives read as they are
     )
 
 

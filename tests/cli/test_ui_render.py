@@ -250,6 +250,7 @@ def test_a_schema_2_archive_is_shown_as_it_is(tmp_path: Path) -> None:
     make_run(tmp_path / "old").close()
     db = sqlite3.connect(tmp_path / "old" / "archive.sqlite")
     db.execute("DROP TABLE agent_calls")
+    db.execute("ALTER TABLE candidates DROP COLUMN node")  # added by schema 4
     db.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
     db.commit()
     db.close()
