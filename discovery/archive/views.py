@@ -91,6 +91,7 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
         meta = archive.meta()
         ok = sorted(archive.candidates("ok"), key=lambda c: -c.fitness)
         seed = archive.candidates()[0] if archive.candidates() else None
+        designs = archive.designs()
         return {
             "run": run_dir.name,
             "task": meta.get("task"),
@@ -110,6 +111,7 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
                     "operator": c.operator,
                     "eval_wall_s": c.eval_wall_s,
                     "sandbox": c.sandbox,
+                    "name": designs.get(c.id, {}).get("name"),
                 }
                 for c in ok[:top]
             ],
@@ -138,6 +140,7 @@ def candidate_report(run_dir: Path, candidate_id: int) -> dict[str, Any]:
             "cost_usd": call.get("cost_usd"),
             "tokens": (call.get("prompt_tokens"), call.get("completion_tokens")) if call else None,
             "agent_calls": archive.agent_calls(candidate_id),
+            "design": archive.designs().get(candidate_id),
         }
     finally:
         archive.close()
