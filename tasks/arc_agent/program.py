@@ -2,8 +2,12 @@
 
 from discovery_harness import llm, programs
 
-
 # EVOLVE-BLOCK-START
+# A code fence, never written out literally: three backticks here would end the code block of a
+# reply that carries this program.
+FENCE = "`" * 3
+
+
 def show_grid(grid: list[list[int]]) -> str:
     """A grid as rows of digits, one row a line."""
     return "\n".join(" ".join(str(c) for c in row) for row in grid)
@@ -32,7 +36,7 @@ def forward(task: dict) -> str:
                 + "\n\nEach output grid is made from its input grid by one rule. Think step by step about "
                 "the rule, then write a Python function `transform(grid)` that takes a grid (a list of rows "
                 "of ints 0-9) and returns the output grid. Use only the standard library. End with the "
-                "function in one ```python block.",
+                f"function in one {FENCE}python block.",
             },
         ],
         temperature=0.0,

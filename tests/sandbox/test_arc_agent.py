@@ -9,17 +9,22 @@ the per-program time bound and that model-written code has no gateway access.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from discovery import evaluation
+from discovery.app import runs
 from discovery.archive import Archive
+from discovery.config import ModelConfig, RunConfig
 from discovery.task import load_task
 from tests.sandbox.test_agent_gateway import gateway_for, make_sandbox
 
@@ -170,3 +175,80 @@ def test_the_splits_are_fixed_disjoint_and_from_the_pinned_data() -> None:
     assert all("output" not in test for t in data.make_tasks("train", 0) for test in t.shown()["test"])
     with pytest.raises(ValueError, match="splits"):
         data.make_tasks("test", 0)
+
+
+def lookup_transform(task) -> str:
+    """A transform that knows the task's test outputs: right on the test inputs, whatever the rule."""
+    table = {json.dumps(i): o for i, o in zip(task.test_inputs, task.test_outputs, strict=True)}
+    return f"import json\n\nTABLE = {table!r}\n\ndef transform(grid):\n    return TABLE[json.dumps(grid)]\n"
+
+
+@pytest.mark.slow
+def test_a_better_arc_agent_passes_the_gate_on_held_out_draws(tmp_path, archive_dir, fake_llm) -> None:
+    data = arc_data()
+    every = {
+        t.id: t
+        for split in ("train", "heldout")
+        for s in (0, *range(1000, 1005))
+        for t in data.make_tasks(split, s)
+    }
+    rows = lambda g: "\n".join(" ".join(str(c) for c in r) for r in g)  # noqa: E731
+    keys = {
+        "Example 1 input:\n" + rows(t.train[0]["input"]) + "\nOutput:\n" + rows(t.train[0]["output"]): t
+        for t in every.values()
+    }
+    # The challenger's prompt gets a right program for about half the tasks (by a hash of the id), so
+    # its held-out score varies from draw to draw and the paired test decides; the seed's never does.
+    lucky = lambda tid: hashlib.sha256(tid.encode()).digest()[0] % 2 == 0  # noqa: E731
+
+    def reply(body: dict) -> str:
+        text = body["messages"][-1]["content"]
+        task = next(t for k, t in keys.items() if k in text)
+        good = "Solve it carefully." in text and lucky(task.id)
+        return f"```python\n{lookup_transform(task) if good else IDENTITY}```"
+
+    seed_code = (ARC_AGENT / "program.py").read_text()
+    body = seed_code.split("# EVOLVE-BLOCK-START\n")[1].split("# EVOLVE-BLOCK-END")[0]
+    child = (
+        "```python\n" + body.replace("Think step by step", "Solve it carefully. Think step by step") + "```"
+    )
+    mutation = fake_llm(default=child)
+    agent = fake_llm(default=reply)
+    task = tmp_path / "arc_agent"
+    shutil.copytree(ARC_AGENT, task)
+    config = RunConfig(
+        task=str(task),
+        models=[ModelConfig(name="openai/fake", api_base=mutation.api_base)],
+        budget=1,
+        reply_format="block",
+        sandbox="process",
+        agent_model="openai/fake",
+        agent_api_base=agent.api_base,
+        promotion_repeats=5,
+        agent_reflexion=0,
+    )
+    runs.start_run(str(task), config, "gated", Console(file=open("/dev/null", "w")))
+    archive = Archive.open(archive_dir / "gated")
+    try:
+        seed, challenger = archive.candidates()
+        train = data.make_tasks("train", 0)
+        assert seed.score == 0.0 and challenger.score == sum(lucky(t.id) for t in train) / 20
+        (gate,) = archive.promotions()
+        assert gate["split"] == "heldout" and gate["test"] == "paired permutation"
+        expected = [sum(lucky(t.id) for t in data.make_tasks("heldout", 1000 + k)) / 40 for k in range(5)]
+        assert gate["challenger_scores"] == expected and gate["champion_scores"] == [0.0] * 5
+        assert len(set(expected)) > 1 and gate["promoted"] and gate["p_value"] < 0.05
+        assert archive.champion_id() == challenger.id
+    finally:
+        archive.close()
+
+
+@pytest.mark.parametrize("name", ["program.py", "baselines/self_consistency.py", "baselines/self_refine.py"])
+def test_the_seed_and_baselines_survive_a_reply_that_carries_them(name) -> None:
+    # Their prompts ask for a fenced block without writing three backticks, which would end the reply's.
+    from discovery.program.blocks import split_block
+    from discovery.program.patch import Proposal, build_program
+
+    code = (ARC_AGENT / name).read_text()
+    proposal = build_program(f"```python\n{split_block(code).body}```", load_task(ARC_AGENT).seed_code)
+    assert isinstance(proposal, Proposal) and split_block(proposal.code).body == split_block(code).body

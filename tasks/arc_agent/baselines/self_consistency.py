@@ -5,8 +5,12 @@ import json
 
 from discovery_harness import CandidateError, llm, programs
 
-
 # EVOLVE-BLOCK-START
+# A code fence, never written out literally: three backticks here would end the code block of a
+# reply that carries this program.
+FENCE = "`" * 3
+
+
 def show_grid(grid: list[list[int]]) -> str:
     """A grid as rows of digits, one row a line."""
     return "\n".join(" ".join(str(c) for c in row) for row in grid)
@@ -33,7 +37,7 @@ def forward(task: dict) -> str:
                 "role": "user",
                 "content": show_task(task) + "\n\nThink step by step about the rule that maps each input "
                 "to its output, then write `transform(grid)` (list of rows of ints 0-9 in and out) in one "
-                "```python block.",
+                f"{FENCE}python block.",
             }
         ],
         temperature=0.8,

@@ -2,8 +2,12 @@
 
 from discovery_harness import CandidateError, llm, programs
 
-
 # EVOLVE-BLOCK-START
+# A code fence, never written out literally: three backticks here would end the code block of a
+# reply that carries this program.
+FENCE = "`" * 3
+
+
 def show_grid(grid: list[list[int]]) -> str:
     """A grid as rows of digits, one row a line."""
     return "\n".join(" ".join(str(c) for c in row) for row in grid)
@@ -46,7 +50,7 @@ def forward(task: dict) -> str:
             "role": "user",
             "content": show_task(task)
             + "\n\nThink step by step about the rule, then write `transform(grid)` "
-            "(list of rows of ints 0-9 in and out) in one ```python block.",
+            f"(list of rows of ints 0-9 in and out) in one {FENCE}python block.",
         }
     ]
     reply = llm.chat(messages, temperature=0.0, max_tokens=1024)
@@ -59,7 +63,7 @@ def forward(task: dict) -> str:
             {"role": "assistant", "content": reply},
             {
                 "role": "user",
-                "content": f"{problem}\n\nFix the rule and write transform(grid) again in one ```python block.",
+                "content": f"{problem}\n\nFix the rule and write transform(grid) again in one {FENCE}python block.",
             },
         ]
         try:
