@@ -12,7 +12,7 @@ from discovery import evaluation
 from discovery.archive import Archive
 from discovery.config import RunConfig
 from discovery.domain import EVALUATED_FAILURES, Candidate, Operator, Status, code_hash
-from discovery.llm import LLMClient, LLMFailure
+from discovery.llm import LLMClient, LLMFailure, Reply
 from discovery.llm.gateway import Gateway
 from discovery.program import agent_prompts, reflection
 from discovery.program.blocks import normalise
@@ -319,7 +319,7 @@ class Search:
         if status == Status.PENDING:
             await self._queue.put(candidate_id)
 
-    async def _reflexion_turn(self, plan: Plan, call_id: int, reply, seed: int) -> tuple[int, object]:
+    async def _reflexion_turn(self, plan: Plan, call_id: int, reply: Reply, seed: int) -> tuple[int, Reply]:
         """One more call: the model checks its proposed agent and replies with the final one.
 
         Returns the call and reply the candidate comes from: the new ones, or the draft's when the
@@ -329,7 +329,7 @@ class Search:
             return call_id, reply
         messages = agent_prompts.with_draft(plan.messages, reply.text, plan.operator)
         turn_id = self.archive.start_call(
-            plan.model.name, "reflexion", plan.parent.id, seed, render(messages)
+            plan.model.name, Operator.REFLEXION, plan.parent.id, seed, render(messages)
         )
         try:
             checked = await self.client.complete(plan.model, messages, seed)

