@@ -584,8 +584,13 @@ def candidate_view(db: sqlite3.Connection, candidate_id: int, against: int | Non
             }
         )
     ids = db.execute("SELECT MAX(id), MIN(id) FROM candidates").fetchone()
+    designed = db.execute(
+        "SELECT data FROM events WHERE kind = 'candidate_designed' AND candidate_id = ? ORDER BY seq DESC",
+        (candidate_id,),
+    ).fetchone()
     return {
         **c,
+        "design": json.loads(designed[0]) if designed else None,  # agent tasks: name and rationale
         "call": dict(call) if call else None,
         "lineage": lineage,
         "children": children,

@@ -14,7 +14,8 @@ import shutil
 from rich.console import Console
 
 from discovery.app import runs
-from discovery.archive import Archive
+from discovery.app.web import pages
+from discovery.archive import Archive, views
 from discovery.config import ModelConfig, RunConfig
 from tests.cli.test_cli import cli
 from tests.sandbox.test_agent_gateway import MATH_AGENT, math_replier
@@ -123,3 +124,6 @@ def test_a_proposal_is_checked_named_and_its_crashes_repaired_a_bounded_number_o
     assert "agent: Divider v2" in text and "rationale: splits the work in two" in text
     report = cli("archive", "show", "meta", archive=archive_dir, check=True).stdout
     assert "Direct" in report and "name" in report
+    with views.read_only(archive_dir / "meta") as db:
+        html = pages.candidate_body(views.candidate_view(db, 2), "meta", pages.Links())
+    assert "<dt>agent</dt><dd>Divider v2</dd>" in html and "splits the work in two" in html
