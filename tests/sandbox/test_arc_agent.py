@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import json
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -268,3 +269,38 @@ def test_the_seed_and_baselines_survive_a_reply_that_carries_them(name) -> None:
     code = (ARC_AGENT / name).read_text()
     proposal = build_program(f"```python\n{split_block(code).body}```", load_task(ARC_AGENT).seed_code)
     assert isinstance(proposal, Proposal) and split_block(proposal.code).body == split_block(code).body
+
+
+def test_an_exported_arc_agent_runs_on_its_own(tmp_path, fake_llm) -> None:
+    # `discovery export` writes the harness modules an ARC agent imports (client and programs) beside it.
+    from discovery.app.cli import _export_agent_client
+
+    server = fake_llm(default=f"```python\n{RIGHT}```")
+    (tmp_path / "agent.py").write_text((ARC_AGENT / "baselines" / "self_refine.py").read_text())
+    _export_agent_client(tmp_path)
+    _export_agent_client(tmp_path)  # again into the same folder: allowed
+    task = next(t for t in arc_data().make_tasks("train", 0) if t.id == "c8f0f002")
+    script = (
+        "import json, sys; sys.path.insert(0, '.'); import agent\n"
+        "from discovery_harness import programs\n"
+        f"task = json.loads({json.dumps(json.dumps(task.shown()))})\n"
+        "code = agent.forward(task)\n"
+        "print(json.dumps(programs.run_function(code, 'transform', [(t['input'],) for t in task['test']])))\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DISCOVERY_LLM_BASE_URL": server.api_base,
+        "DISCOVERY_LLM_MODEL": "fake",
+        "DISCOVERY_LLM_API_KEY": "sk-outside",
+    }
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == task.test_outputs
+    assert len(server.requests) == 1  # the program fits the examples at once: no refinement round
