@@ -90,7 +90,9 @@ def record_agent_calls(archive: Archive, candidate_id: int, calls: int) -> None:
     """An agent candidate's calls through the gateway: a search evaluation and a gate repeat, ~1 KB each."""
     question = "A train leaves at 9 and travels 120 km at 80 km/h. " * 8
     for k in range(calls):
-        evaluation, split = ("search:train:0", "train") if k < calls // 2 else ("gate:heldout:1003", "heldout")
+        evaluation, split = (
+            ("search:train:0", "train") if k < calls // 2 else ("gate:heldout:1003", "heldout")
+        )
         archive.record_agent_call(
             {"candidate_id": candidate_id, "evaluation": evaluation, "session": "s", "split": split, "seed": 0,
              "sample_index": k % (calls // 2), "started_at": time.time(), "model": "openai/agent",

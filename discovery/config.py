@@ -64,7 +64,11 @@ SEARCH_FEATURES_OFF = {
     "bandit": "off",
     "repair": False,
     "cascade": None,
+    "agent_archive": 1,
 }
+# Repairs in a row of one failure when --repair-turns is unset: agents get ADAS's three debug turns.
+REPAIR_TURNS_DEFAULT = 1
+REPAIR_TURNS_AGENTS = 3
 
 
 class RunConfig(BaseModel):
@@ -145,7 +149,14 @@ class RunConfig(BaseModel):
     bandit: Literal["off", "ucb", "thompson"] = Field(
         default="off", description="choose operator and model by a bandit"
     )
-    repair: bool = Field(default=True, description="feed a failure back once to fix it")
+    repair: bool = Field(default=True, description="feed a failure back to fix it")
+    repair_turns: int | None = Field(
+        default=None,
+        ge=1,
+        le=10,
+        description="repairs in a row of one failure (a repair that fails again is repaired again)",
+        json_schema_extra={"default_text": f"{REPAIR_TURNS_DEFAULT} ({REPAIR_TURNS_AGENTS} for agent tasks)"},
+    )
     cascade: float | None = Field(
         default=None,
         ge=0,
@@ -165,6 +176,24 @@ class RunConfig(BaseModel):
         description="litellm model the candidates' agents call through the gateway ('local': the embedded model)",
     )
     agent_api_base: str | None = Field(default=None, description="base URL of the agent model's server")
+    agent_archive: int = Field(
+        default=8,
+        ge=1,
+        le=50,
+        description="agent tasks: agents in a mutation prompt (the parent and the best others), with scores and 95 % intervals",
+    )
+    agent_reflexion: int = Field(
+        default=1,
+        ge=0,
+        le=3,
+        description="agent tasks: turns in which the model checks and fixes a proposed agent before it runs",
+    )
+
+    def repairs_in_a_row(self, agent_task: bool) -> int:
+        """How many repairs in a row one failure gets: the option, else the default for the task's kind."""
+        if self.repair_turns is not None:
+            return self.repair_turns
+        return REPAIR_TURNS_AGENTS if agent_task else REPAIR_TURNS_DEFAULT
 
     @model_validator(mode="before")
     @classmethod

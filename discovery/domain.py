@@ -51,6 +51,7 @@ class Operator(enum.StrEnum):
     REPAIR = "repair"
     REFLECT_SHORT = "reflect_short"
     REFLECT_LONG = "reflect_long"
+    REFLEXION = "reflexion"  # agent tasks: a turn in which the model checks and fixes its proposed agent
 
 
 REPLY_FORMATS = (Operator.DIFF, Operator.FULL, Operator.BLOCK)

@@ -453,18 +453,28 @@ def _export_tree(listing: str, folder: Path) -> None:
         raise UserError(f"cannot write {folder}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
+# What an exported agent may import from the harness: the LLM client, and (ARC agents) running
+# model-written code in a bounded child process, which needs the candidate process and its error.
+EXPORTED_HARNESS = ("llm.py", "programs.py", "candidate.py", "errors.py")
+EXPORTED_INIT = (
+    '"""The agent client of discovery, for agents run on their own."""\n\n'
+    "from discovery_harness.candidate import CandidateProcess, CandidateTimeout\n"
+    "from discovery_harness.errors import CandidateError\n"
+)
+
+
 def _export_agent_client(folder: Path) -> None:
-    """Write discovery_harness/llm.py beside an exported agent, so it runs without discovery."""
+    """Write the agent's part of discovery_harness beside an exported agent, so it runs without discovery."""
     from discovery.sandbox.hostpaths import sandboxes_dir
 
     package = folder / "discovery_harness"
-    if (package / "candidate.py").exists():
-        raise UserError(f"{package} holds the full harness already; export the agent to another folder")
+    init = package / "__init__.py"
+    if init.exists() and not init.read_text().startswith(EXPORTED_INIT.splitlines()[0]):
+        raise UserError(f"{package} holds another harness already; export the agent to another folder")
     package.mkdir(exist_ok=True)
-    (package / "__init__.py").write_text(
-        '"""The agent client of discovery, for agents run on their own."""\n'
-    )
-    (package / "llm.py").write_text((sandboxes_dir() / "discovery_harness" / "llm.py").read_text())
+    init.write_text(EXPORTED_INIT)
+    for name in EXPORTED_HARNESS:
+        (package / name).write_text((sandboxes_dir() / "discovery_harness" / name).read_text())
     console.print(
         f"wrote the agent client to {package}/; run the agent against any OpenAI-compatible endpoint with "
         "DISCOVERY_LLM_BASE_URL (e.g. https://api.openai.com/v1), DISCOVERY_LLM_MODEL and DISCOVERY_LLM_API_KEY",

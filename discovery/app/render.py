@@ -52,7 +52,9 @@ def print_run(report: dict[str, Any], console: Console) -> None:
             "error, not CandidateError: a bug in the task, not charged to the candidates)"
         )
     top = Table(title="Top candidates")
-    for column in ("id", "parent", "score", "operator", "eval s", "sandbox") + (("node",) if nodes else ()):
+    named = any(c.get("name") for c in report["top"])  # agent tasks: each agent's name
+    extra = (("node",) if nodes else ()) + (("name",) if named else ())
+    for column in ("id", "parent", "score", "operator", "eval s", "sandbox") + extra:
         top.add_column(column)
     for c in report["top"]:
         top.add_row(
@@ -63,6 +65,7 @@ def print_run(report: dict[str, Any], console: Console) -> None:
             fmt(c["eval_wall_s"]),
             str(c["sandbox"]),
             *((c["node"] or "-",) if nodes else ()),
+            *((c.get("name") or "-",) if named else ()),
         )
     console.print(top)
     models = Table(title="LLM usage by model")
@@ -131,6 +134,11 @@ def print_candidate(report: dict[str, Any], console: Console) -> None:
         f"operator {report['operator']}  model {report['model'] or '-'}"
     )
     console.print(f"lineage: {lineage}")
+    design = report.get("design")
+    if design:
+        console.print(f"agent: {design.get('name')}", highlight=False)
+        if design.get("rationale"):
+            console.print(f"rationale: {design['rationale']}", highlight=False)
     if report["metrics"]:
         console.print("metrics: " + ", ".join(f"{k}={v}" for k, v in report["metrics"].items()))
     sections = [

@@ -283,12 +283,14 @@ class Archive:
         extra: dict[str, Any] | None = None,
         meta: dict[str, Any] | None = None,
         files: Tree | None = None,
+        design: dict[str, str] | None = None,
     ) -> int:
         """Record a reply and the candidate it yielded (pending, or rejected with its reason), atomically.
 
         `extra` fills optional candidate columns (CANDIDATE_EXTRAS); `meta` updates search state in
         the same transaction, so a crash can never record one without the other. `files`, for a
-        multi-file candidate, is its tree: stored as blobs and a manifest instead of `code`.
+        multi-file candidate, is its tree: stored as blobs and a manifest instead of `code`. `design`
+        (an agent's name and rationale) goes into a `candidate_designed` event: no column needed.
         """
         with self.transaction():
             self._finish_call(call_id, "ok", reply, None, usage)
@@ -299,6 +301,8 @@ class Archive:
                 if column not in CANDIDATE_EXTRAS:
                     raise ValueError(f"unknown candidate column {column}")
                 self.db.execute(f"UPDATE candidates SET {column}=? WHERE id=?", (value, candidate_id))
+            if design:
+                self._event("candidate_designed", candidate_id=candidate_id, call_id=call_id, **design)
             self.set_meta_items(meta)
             return candidate_id
 
@@ -682,6 +686,13 @@ class Archive:
         sql = "SELECT * FROM events" + (" WHERE kind=?" if kind else "") + " ORDER BY seq"
         rows = self.db.execute(sql, (kind,) if kind else ())
         return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
+
+    def designs(self) -> dict[int, dict[str, str]]:
+        """Agents' names and rationales by candidate id (agent tasks; from `candidate_designed` events)."""
+        rows = self.db.execute(
+            "SELECT candidate_id, data FROM events WHERE kind = 'candidate_designed' ORDER BY seq"
+        )
+        return {r["candidate_id"]: json.loads(r["data"]) for r in rows}
 
     def champion_id(self) -> int | None:
         """The promoted champion, or the seed before any promotion."""

@@ -100,6 +100,7 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
         meta = archive.meta()
         ok = sorted(archive.candidates("ok"), key=lambda c: -c.fitness)
         seed = archive.candidates()[0] if archive.candidates() else None
+        designs = archive.designs()
         return {
             "run": run_dir.name,
             "task": meta.get("task"),
@@ -120,6 +121,7 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
                     "eval_wall_s": c.eval_wall_s,
                     "sandbox": c.sandbox,
                     "node": c.node,
+                    "name": designs.get(c.id, {}).get("name"),
                 }
                 for c in ok[:top]
             ],
@@ -150,6 +152,7 @@ def candidate_report(run_dir: Path, candidate_id: int) -> dict[str, Any]:
             "tokens": (call.get("prompt_tokens"), call.get("completion_tokens")) if call else None,
             "agent_calls": (agent_calls := archive.agent_calls(candidate_id)),
             "agent_totals": agent_totals(agent_calls),
+            "design": archive.designs().get(candidate_id),
         }
     finally:
         archive.close()
@@ -645,11 +648,16 @@ def candidate_view(db: sqlite3.Connection, candidate_id: int, against: int | Non
             }
         )
     ids = db.execute("SELECT MAX(id), MIN(id) FROM candidates").fetchone()
+    designed = db.execute(
+        "SELECT data FROM events WHERE kind = 'candidate_designed' AND candidate_id = ? ORDER BY seq DESC",
+        (candidate_id,),
+    ).fetchone()
     agent_calls = agent_calls_in(db, candidate_id)
     return {
         **c,
         "agent_calls": agent_calls,
         "agent_totals": agent_totals(agent_calls),
+        "design": json.loads(designed[0]) if designed else None,  # agent tasks: name and rationale
         "call": dict(call) if call else None,
         "lineage": lineage,
         "children": children,

@@ -11,18 +11,18 @@ from collections.abc import Callable
 from discovery import evaluation
 from discovery.archive import Archive
 from discovery.config import RunConfig
-from discovery.domain import EVALUATED_FAILURES, Candidate, Status, code_hash
+from discovery.domain import EVALUATED_FAILURES, Candidate, Operator, Status, code_hash
 from discovery.evaluation.executors import Executor
 from discovery.evaluation.executors.local import LocalExecutor
-from discovery.llm import LLMClient, LLMFailure
+from discovery.llm import LLMClient, LLMFailure, Reply
 from discovery.llm.gateway import Gateway
-from discovery.program import reflection
+from discovery.program import agent_prompts, reflection
 from discovery.program.blocks import normalise
 from discovery.program.multifile import child_from_reply, code_hash_of
 from discovery.program.patch import Rejection
 from discovery.program.prompts import render
 from discovery.sandbox.base import Sandbox
-from discovery.search import gate
+from discovery.search import gate, repairs
 from discovery.search.planner import Plan, Planner
 from discovery.search.state import Population
 from discovery.search.strategies import cascade
@@ -234,8 +234,8 @@ class Search:
     def _queue_follow_ups(
         self, child: Candidate, status: str, fitness: float | None, parent: Candidate | None
     ) -> None:
-        """Repairs for failures, and short-term reflections on a better/worse pair."""
-        if self.config.repair and status in EVALUATED_FAILURES and child.operator != "repair":
+        """Repairs for failures (chains of a bounded length), and short-term reflections on a better/worse pair."""
+        if self.config.repair and repairs.wants_repair(self.archive, child, status, self._repair_limit()):
             self._planner.repairs.append(child.id)
         if (
             self.config.reflection
@@ -244,6 +244,10 @@ class Search:
         ):
             child_better = fitness is not None and parent.fitness is not None and fitness > parent.fitness
             self._planner.reflect.append((child.id, parent.id) if child_better else (parent.id, child.id))
+
+    def _repair_limit(self) -> int:
+        """Repairs in a row one failure gets in this run."""
+        return self.config.repairs_in_a_row(self.task.is_agent)
 
     async def _evaluator(self) -> None:
         """An evaluation slot: takes pending candidates off the queue until it gets None or the run stops."""
@@ -308,10 +312,35 @@ class Search:
         if plan.operator.startswith("reflect"):
             self._record_reflection(plan, call_id, reply)
             return
-        candidate_id, status = self._record_child(plan, call_id, reply)
+        design = agent_prompts.parse_design(reply.text)
+        for _turn in range(plan.turns):
+            call_id, reply = await self._reflexion_turn(plan, call_id, reply, seed)
+            design = agent_prompts.parse_design(reply.text) or design
+        candidate_id, status = self._record_child(plan, call_id, reply, design)
         self._refresh_stats()
         if status == Status.PENDING:
             await self._queue.put(candidate_id)
+
+    async def _reflexion_turn(self, plan: Plan, call_id: int, reply: Reply, seed: int) -> tuple[int, Reply]:
+        """One more call: the model checks its proposed agent and replies with the final one.
+
+        Returns the call and reply the candidate comes from: the new ones, or the draft's when the
+        budget allows no more calls or the turn fails (the draft is then still evaluated).
+        """
+        if self._should_stop_proposing():
+            return call_id, reply
+        messages = agent_prompts.with_draft(plan.messages, reply.text, plan.operator)
+        turn_id = self.archive.start_call(
+            plan.model.name, Operator.REFLEXION, plan.parent.id, seed, render(messages)
+        )
+        try:
+            checked = await self.client.complete(plan.model, messages, seed)
+        except LLMFailure as failure:
+            self.archive.fail_call(turn_id, failure.status, str(failure), usage=failure.usage)
+            return call_id, reply
+        self.archive.finish_call(call_id, reply.text, reply.usage())  # the draft: no candidate of its own
+        plan.messages = messages
+        return turn_id, checked
 
     def _record_reflection(self, plan: Plan, call_id: int, reply) -> None:
         kind = "short" if plan.operator == "reflect_short" else "long"
@@ -321,7 +350,9 @@ class Search:
         self.archive.record_reflection(kind, call_id, reply.text, reply.usage(), text, better, worse)
         self._planner.learn(kind, text)
 
-    def _record_child(self, plan: Plan, call_id: int, reply) -> tuple[int, str]:
+    def _record_child(
+        self, plan: Plan, call_id: int, reply, design: agent_prompts.AgentDesign | None = None
+    ) -> tuple[int, str]:
         """Parse, dedup and novelty-check a reply; store the child with its search state in one transaction."""
         assert self._population is not None and plan.parent is not None
         pop = self._population
@@ -366,10 +397,20 @@ class Search:
             extra=extra,
             meta=meta,
             files=files,
+            design=self._design_of(plan, design),
         )
         if status == Status.PENDING and pop.novelty is not None:
             pop.novelty.add(candidate_id, code)
         return candidate_id, status
+
+    def _design_of(self, plan: Plan, design: agent_prompts.AgentDesign | None) -> dict[str, str] | None:
+        """An agent's name and rationale to store: the reply's, else (a repair) the repaired agent's name."""
+        if not self.task.is_agent:
+            return None
+        if design is not None:
+            return design._asdict()
+        inherited = self.archive.designs().get(plan.parent.id) if plan.operator == Operator.REPAIR else None
+        return {"name": inherited["name"], "rationale": "a repair"} if inherited else None
 
     async def _proposer(self) -> None:
         """An LLM slot: keeps proposing while budget remains, waiting only when evaluations fall behind."""
@@ -398,6 +439,8 @@ class Search:
                 "%d LLM call(s) were in flight when the run stopped; they count against the budget",
                 interrupted,
             )
+        if self.config.repair:  # repairs queued before a stop are found again
+            self._planner.repairs.extend(repairs.owed(self.archive, self._repair_limit()))
         long_term = self.archive.reflections("long")
         self._planner.lessons = long_term[-1]["text"] if long_term else ""
         if self.config.repair:

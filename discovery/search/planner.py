@@ -8,11 +8,11 @@ import random
 
 from discovery.archive import Archive
 from discovery.config import RunConfig
-from discovery.domain import Candidate
+from discovery.domain import Candidate, Status
 from discovery.llm import LLMClient, ModelSpec
-from discovery.program import reflection
-from discovery.program.prompts import mutation_prompt
-from discovery.search.state import Population
+from discovery.program import agent_prompts, reflection
+from discovery.program.prompts import ReplyFormat, mutation_prompt
+from discovery.search.state import Choice, Population
 from discovery.task import Task
 
 
@@ -28,6 +28,7 @@ class Plan:
     island: int | None = None
     arm: str | None = None
     pair: tuple[int, int] | None = None  # (better, worse) for a short-term reflection
+    turns: int = 0  # agent tasks: reflection turns that check and fix the reply before it is a candidate
 
 
 @dataclasses.dataclass
@@ -95,17 +96,32 @@ class Planner:
                 )
             operator = fmt
         reply_format = operator if operator in ("diff", "full", "block") else fmt
-        messages = mutation_prompt(
-            self.task, choice.parent, reply_format, choice.inspirations, choice.recent_failures
-        )
         return Plan(
             reply_format,
             spec,
-            self.with_lessons(messages),
+            self.with_lessons(self.mutation_messages(choice, reply_format)),
             choice.parent,
             None,
             choice.island,
             "|".join(arm) if arm else None,
+            turns=self.config.agent_reflexion if self.task.is_agent else 0,
+        )
+
+    def mutation_messages(self, choice: Choice, reply_format: ReplyFormat) -> list[dict[str, str]]:
+        """A mutation prompt: for agent tasks, ADAS's archive of named agents with intervals; else the parent's."""
+        if not self.task.is_agent:
+            return mutation_prompt(
+                self.task, choice.parent, reply_format, choice.inspirations, choice.recent_failures
+            )
+        designs = {
+            i: agent_prompts.AgentDesign(d.get("name", ""), d.get("rationale", ""))
+            for i, d in self.archive.designs().items()
+        }
+        others = [c for c in self.archive.candidates(Status.OK) if c.id != choice.parent.id]
+        best = sorted(others, key=lambda c: -c.fitness)[: self.config.agent_archive - 1]
+        shown = [(c, designs.get(c.id)) for c in [*best, choice.parent]]
+        return agent_prompts.agent_mutation_prompt(
+            self.task, choice.parent, shown, reply_format, choice.recent_failures
         )
 
     def with_lessons(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -47,10 +47,10 @@ _ENV_ALLOWLIST = (
     "MKL_NUM_THREADS",
     "CUDA_VISIBLE_DEVICES",
     "LD_LIBRARY_PATH",
-    # Agent tasks: the LLM gateway's socket and this evaluation's token (never a provider key).
-    "DISCOVERY_LLM_SOCKET",
-    "DISCOVERY_LLM_TOKEN",
 )
+# Agent tasks: the LLM gateway's socket and this evaluation's token (never a provider key), passed
+# only to a child that may import the harness (the agent), not to code the agent's model wrote.
+_LLM_ENV = ("DISCOVERY_LLM_SOCKET", "DISCOVERY_LLM_TOKEN")
 # The folder holding discovery_harness: put on the child's sys.path when it may import the harness.
 _HARNESS_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PR_SET_DUMPABLE = 4
@@ -181,9 +181,10 @@ def _encode_arg(obj: Any) -> Any:
     raise TypeError(f"cannot send an argument of type {type(obj).__name__} to the candidate")
 
 
-def _child_env(extra: Mapping[str, str] | None) -> dict[str, str]:
-    """A minimal environment for the child: an allowlist from ours, plus explicit extras."""
-    env = {k: os.environ[k] for k in _ENV_ALLOWLIST if k in os.environ}
+def _child_env(extra: Mapping[str, str] | None, llm: bool) -> dict[str, str]:
+    """A minimal environment for the child: an allowlist from ours (the gateway's if llm), plus explicit extras."""
+    names = _ENV_ALLOWLIST + (_LLM_ENV if llm else ())
+    env = {k: os.environ[k] for k in names if k in os.environ}
     env.setdefault("PATH", "/usr/bin:/bin")
     env.update(extra or {})
     return env
@@ -202,7 +203,7 @@ class CandidateProcess:
         import_harness: bool = False,
     ) -> None:
         self.candidate_path = os.fspath(candidate_path)
-        self.import_harness = import_harness  # lets the candidate `from discovery_harness import llm`
+        self.import_harness = import_harness  # `from discovery_harness import llm`, and the gateway socket
         self.call_env: dict[str, str] = {}  # set in the child's environment before each call
         self.timeout_s = timeout_s
         self.start_timeout_s = timeout_s if start_timeout_s is None else start_timeout_s
@@ -243,7 +244,7 @@ class CandidateProcess:
                 pass_fds=(req_r, rep_w),
                 close_fds=True,
                 start_new_session=True,  # its own process group, so a timeout kills its children too
-                env=_child_env(self._env),
+                env=_child_env(self._env, self.import_harness),
             )
         except BaseException:
             os.close(req_w)

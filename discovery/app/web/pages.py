@@ -537,6 +537,9 @@ def candidate_body(c: dict[str, Any], run: str, links: Links) -> str:
         ("evaluation", e(fmt(c["eval_wall_s"])) + " s" + (f" on {e(c['split'])}" if c["split"] else "")),
         ("created", e(when(c["created_at"]))),
     ]
+    design = c.get("design") or {}
+    if design:  # agent tasks: the name and rationale the model gave the agent
+        facts[:0] = [("agent", e(design.get("name"))), ("rationale", e(design.get("rationale") or "-"))]
     if c["similarity"] is not None:
         facts.append(
             (
