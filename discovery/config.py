@@ -124,6 +124,11 @@ class RunConfig(BaseModel):
         description="litellm model the candidates' agents call through the gateway ('local': the embedded model)",
     )
     agent_api_base: str | None = Field(default=None, description="base URL of the agent model's server")
+    mutator: str | None = Field(
+        default=None,
+        min_length=1,
+        description="a coding agent makes the children: RUN[:ID] (default: that run's champion) or 'self'",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -46,6 +46,7 @@ class Operator(enum.StrEnum):
     BLOCK = "block"
     CROSSOVER = "crossover"
     REPAIR = "repair"
+    AGENT = "agent"  # a coding agent (--mutator) edited the parent into the child
     REFLECT_SHORT = "reflect_short"
     REFLECT_LONG = "reflect_long"
 

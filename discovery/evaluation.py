@@ -50,6 +50,7 @@ class Outcome:
     failure: str | None
     output_tail: str
     wall_s: float
+    files: dict[str, str] | None = None  # a tree the evaluator returned (a mutator agent's edit)
 
 
 def task_limits(task: Task) -> Limits:
@@ -137,7 +138,10 @@ def parse_result(result: SandboxResult, nonce: str) -> Outcome:
         # Timing tasks report how long their timed region ran; it cannot exceed what the host saw.
         why = f"the evaluator claims {timed:.3f} s of timed work in a {result.wall_s:.3f} s run: timer tampering"
         return Outcome("failed", None, metrics, None, why, tail, result.wall_s)
-    return Outcome("ok", float(payload["score"]), metrics, payload.get("feedback"), None, tail, result.wall_s)
+    files = payload.get("files") if isinstance(payload.get("files"), dict) else None
+    return Outcome(
+        "ok", float(payload["score"]), metrics, payload.get("feedback"), None, tail, result.wall_s, files
+    )
 
 
 def runner_job(
@@ -151,6 +155,33 @@ def runner_job(
     attachment: Attachment | None = None,
 ) -> SandboxJob:
     """The sandbox job that runs the trusted runner on one candidate file (at a cheap stage, if named)."""
+    return runner_sandbox_job(
+        task.path,
+        task.spec.candidate,
+        candidate_dir,
+        split,
+        seed,
+        task_limits(task),
+        labels,
+        stage,
+        nonce,
+        attachment,
+    )
+
+
+def runner_sandbox_job(
+    evaluator_dir: Path,
+    candidate: str,
+    candidate_dir: Path,
+    split: str,
+    seed: int,
+    limits: Limits,
+    labels: dict[str, str],
+    stage: str | None = None,
+    nonce: str = "",
+    attachment: Attachment | None = None,
+) -> SandboxJob:
+    """The runner on `candidate` in candidate_dir, with the evaluate.py of evaluator_dir (a task, or the mutation's)."""
     argv = (
         PYTHON,
         "-I",
@@ -159,14 +190,14 @@ def runner_job(
         "--task",
         TASK_MOUNT,
         "--candidate",
-        f"{CANDIDATE_MOUNT}/{task.spec.candidate}",
+        f"{CANDIDATE_MOUNT}/{candidate}",
         "--split",
         split,
         "--seed",
         str(seed),
     ) + (("--stage", stage) if stage else ())
     mounts = (
-        Mount(task.path, TASK_MOUNT),
+        Mount(evaluator_dir, TASK_MOUNT),
         Mount(sandboxes_dir(), RUNNER_MOUNT),
         Mount(candidate_dir, CANDIDATE_MOUNT),
     )
@@ -177,7 +208,7 @@ def runner_job(
     return SandboxJob(
         argv=argv,
         mounts=mounts,
-        limits=task_limits(task),
+        limits=limits,
         labels=labels,
         stdin=f"{nonce}\n".encode(),
         env=env,

@@ -78,6 +78,16 @@ def _clean_metrics(raw) -> tuple[dict, str | None]:
     return metrics, (str(feedback)[:8000] if feedback is not None else None)
 
 
+def _clean_files(raw) -> dict | None:
+    """An evaluator's optional "files" (relative path -> text: a mutation's edited tree), or None."""
+    files = raw.get("files")
+    if not isinstance(files, dict):
+        return None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise TypeError("evaluate()'s 'files' must map relative paths to text")
+    return dict(files)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--task", required=True)
@@ -109,7 +119,12 @@ def main() -> int:
     make_undumpable()
 
     # Bound before any task or candidate code runs (see _result_writer).
-    finish, clean, isfinite = _result_writer(result_fd, nonce), _clean_metrics, math.isfinite
+    finish, clean, isfinite, tree = (
+        _result_writer(result_fd, nonce),
+        _clean_metrics,
+        math.isfinite,
+        _clean_files,
+    )
     try:
         evaluator = _load_evaluator(args.task)
         kwargs = {"split": args.split, "seed": args.seed}
@@ -117,6 +132,7 @@ def main() -> int:
             kwargs["stage"] = args.stage
         raw = evaluator.evaluate(args.candidate, **kwargs)
         metrics, feedback = clean(raw)
+        files = tree(raw)
         score = metrics.get("score")
         if not isinstance(score, float):
             raise TypeError("evaluate() returned no numeric 'score'")
@@ -133,7 +149,8 @@ def main() -> int:
             },
             1,
         )
-    finish({"status": "ok", "score": score, "metrics": metrics, "feedback": feedback}, 0)
+    result = {"status": "ok", "score": score, "metrics": metrics, "feedback": feedback}
+    finish({**result, "files": files} if files is not None else result, 0)
     return 0  # not reached: finish() exits
 
 

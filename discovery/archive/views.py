@@ -114,6 +114,7 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
                 for c in ok[:top]
             ],
             "models": archive.usage_by_model(),
+            "makers": archive.children_by_maker(),
             "stops": [{"at": e["at"], **e["data"]} for e in archive.events("run_stopped")],
             "replays": archive.replays(),
             "champion_id": archive.champion_id(),
@@ -138,9 +139,31 @@ def candidate_report(run_dir: Path, candidate_id: int) -> dict[str, Any]:
             "cost_usd": call.get("cost_usd"),
             "tokens": (call.get("prompt_tokens"), call.get("completion_tokens")) if call else None,
             "agent_calls": archive.agent_calls(candidate_id),
+            "made_by": made_by(archive, c.operator, call),
         }
     finally:
         archive.close()
+
+
+def made_by(archive: Archive, operator: str, call: dict[str, Any]) -> dict[str, Any] | None:
+    """Who made a candidate and at what cost: the coding agent (--mutator) and its calls, or the prompt operator."""
+    if not call:
+        return None
+    if operator != "agent":
+        tokens = (call.get("prompt_tokens") or 0) + (call.get("completion_tokens") or 0)
+        return {
+            "maker": f"{operator} prompt to {call['model']}",
+            "calls": 1,
+            "tokens": tokens,
+            "cost_usd": call.get("cost_usd"),
+        }
+    calls = archive.agent_calls(None, f"mutation:{call['id']}")
+    return {
+        "maker": call["model"],
+        "calls": len(calls),
+        "tokens": sum(c["prompt_tokens"] + c["completion_tokens"] for c in calls),
+        "cost_usd": sum(c["cost_usd"] or 0.0 for c in calls),
+    }
 
 
 def diff_candidates(run_dir: Path, a: int, b: int) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from discovery import evaluation
 from discovery.archive import Archive
 from discovery.config import RunConfig
-from discovery.domain import EVALUATED_FAILURES, Candidate, Status, code_hash
+from discovery.domain import EVALUATED_FAILURES, Candidate, Operator, Status, code_hash
 from discovery.llm import LLMClient, LLMFailure
 from discovery.llm.gateway import Gateway
 from discovery.program import reflection
@@ -19,7 +19,7 @@ from discovery.program.blocks import normalise
 from discovery.program.patch import Rejection, build_program
 from discovery.program.prompts import render
 from discovery.sandbox.base import Sandbox
-from discovery.search import gate
+from discovery.search import gate, mutator
 from discovery.search.planner import Plan, Planner
 from discovery.search.state import Population
 from discovery.search.strategies import cascade
@@ -73,6 +73,8 @@ class Search:
     on_change: Callable[[Stats], None] = lambda stats: None
     max_time: float | None = None
     gateway: Gateway | None = None  # agent tasks: candidates call the agent model through it
+    # --mutator: names the coding agent that makes the next child (None: the LLM writes children)
+    maker: Callable[[], mutator.Maker] | None = None
     stats: Stats = dataclasses.field(default_factory=Stats)
     stop_reason: str | None = None
     # Why the run stopped, for the exit code: done, seed_failed, provider, sandbox or evaluator.
@@ -282,6 +284,9 @@ class Search:
         assert self._planner is not None
         plan = self._planner.next()
         seed = self._rng.randrange(2**31)
+        if self.maker is not None and plan.parent is not None and not plan.operator.startswith("reflect"):
+            await self._propose_by_agent(plan, seed)
+            return
         parent_id = plan.parent.id if plan.parent else None
         call_id = self.archive.start_call(
             plan.model.name, plan.operator, parent_id, seed, render(plan.messages)
@@ -306,6 +311,30 @@ class Search:
         if plan.operator.startswith("reflect"):
             self._record_reflection(plan, call_id, reply)
             return
+        candidate_id, status = self._record_child(plan, call_id, reply)
+        self._refresh_stats()
+        if status == Status.PENDING:
+            await self._queue.put(candidate_id)
+
+    async def _propose_by_agent(self, plan: Plan, seed: int) -> None:
+        """A child made by the --mutator coding agent: recorded as one call of model `agent:RUN:ID`."""
+        assert self.maker is not None and self.gateway is not None and plan.parent is not None
+        maker = self.maker()
+        problem = mutator.problem_statement(self.task, plan.parent)
+        call_id = self.archive.start_call(maker.label, Operator.AGENT, plan.parent.id, seed, problem)
+        self._refresh_stats()
+        labels = {"discovery.run": self.run_id, "discovery.mutation": str(call_id)}
+        try:
+            reply = await mutator.mutate(
+                self.sandbox, self.gateway, self.task, maker, plan.parent, call_id, labels
+            )
+        except evaluation.SandboxError as exc:
+            self.archive.fail_call(call_id, "error", f"the {self.sandbox.name} sandbox failed: {exc}")
+            await self._stop(
+                f"the {self.sandbox.name} sandbox failed running the mutator agent ({exc})", "sandbox"
+            )
+            return
+        plan = dataclasses.replace(plan, operator=Operator.AGENT, second_parent=None)
         candidate_id, status = self._record_child(plan, call_id, reply)
         self._refresh_stats()
         if status == Status.PENDING:

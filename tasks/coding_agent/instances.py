@@ -332,12 +332,16 @@ def make_instance(module: str, index: int) -> Instance:
 
 
 def make_instances(split: str, seed: int, stage: str | None = None) -> list[Instance]:
-    """A split's instances in a seeded order; the smoke stage takes the first few."""
+    """A split's instances in a seeded order; stage `smoke` takes the first three, `first-N` the first N."""
     if split not in SPLIT_MODULES:
         raise ValueError(f"unknown split {split!r}; the splits are {', '.join(SPLIT_MODULES)}")
     instances = [make_instance(m, i) for m in SPLIT_MODULES[split] for i in range(2)]
     random.Random(f"order:{split}:{seed}").shuffle(instances)
-    return instances[:SMOKE_SIZE] if stage == "smoke" else instances
+    if stage == "smoke":
+        return instances[:SMOKE_SIZE]
+    if stage and stage.startswith("first-") and stage[6:].isdigit() and int(stage[6:]) > 0:
+        return instances[: int(stage[6:])]  # a short benchmark (bench/coding_agent.py)
+    return instances
 
 
 def hidden_tests(instance: Instance, split: str, seed: int) -> list[tuple[Args, tuple[str, Any]]]:

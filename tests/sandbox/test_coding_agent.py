@@ -135,10 +135,10 @@ CHEAT = textwrap.dedent(
 @landlock
 @pytest.mark.parametrize("sandbox", ["process", "bwrap"], indirect=True)
 def test_an_agent_cannot_read_the_references_or_write_outside_its_copy(
-    sandbox,
-    archive,
+    sandbox,  # noqa: F811
+    archive,  # noqa: F811
     fake_llm,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ) -> None:
     import shutil
     import tempfile
