@@ -15,6 +15,7 @@ one-entry tree {task.spec.candidate: code}.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import re
@@ -34,8 +35,6 @@ from discovery.task import AgentBudget, Task
 SELF = "self"
 AGENT_FILE = "agent.py"
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024
-# The agent defines solve(repo_path, problem, test_command): the coding_agent task's contract.
-SOLVE = re.compile(r"^def solve\(", re.MULTILINE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +73,16 @@ def parse_spec(spec: str) -> tuple[str, int | None]:
 
 def is_coding_agent(code: str) -> bool:
     """Whether a program can serve as a mutator: it defines solve(repo_path, problem, test_command)."""
-    return SOLVE.search(code) is not None
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    return any(
+        isinstance(node, ast.FunctionDef)
+        and node.name == "solve"
+        and (len(node.args.posonlyargs) + len(node.args.args) >= 3 or node.args.vararg is not None)
+        for node in tree.body
+    )
 
 
 def tree_of(task: Task, code: str) -> dict[str, str]:

@@ -151,3 +151,41 @@ def test_a_mutator_must_be_a_coding_agent(tmp_path, archive_dir, fake_llm) -> No
     with pytest.raises(UserError, match="no run 'nowhere'"):
         runs.start_run(str(math), config_for(math, server, server, mutator="nowhere:3"), None, console)
     assert not list(archive_dir.glob("*"))  # a refused start leaves no run folder
+
+
+@pytest.mark.slow
+def test_another_runs_agent_makes_the_children_of_an_algorithm_run(
+    tmp_path, archive_dir, fake_llm, toy_task
+) -> None:
+    def reply(body: dict) -> str:
+        prompt = body["messages"][-1]["content"]
+        if prompt.startswith("Improve the program in `program.py`"):
+            program = prompt.split("FILE: program.py\n```python\n", 1)[1].split("```\n\nThe visible tests")[0]
+            return "FILE: program.py\n```python\n" + program.replace("return 0.0", "return 3.0") + "```"
+        return "I cannot see the bug."
+
+    mutation = fake_llm(default="not code")
+    agent = fake_llm(default=reply)
+    console = Console(file=open("/dev/null", "w"))
+    coder = task_copy(tmp_path)
+    runs.start_run(
+        str(coder),
+        config_for(coder, mutation, agent, mutator=None).model_copy(update={"budget": 1}),
+        "coder",
+        console,
+    )
+    config = config_for(toy_task, mutation, agent, mutator="coder")
+    outcome = runs.start_run(str(toy_task), config, "toy", console)
+    assert outcome.stop_reason == "budget spent"
+    archive = Archive.open(archive_dir / "toy")
+    try:
+        made = makers(archive)
+        assert [label for _, label, _ in made] == ["agent:coder:1"] * 3
+        best = archive.best()
+        assert best.score == 0.0 and best.operator == "agent"  # the agent wrote x = 3
+        calls = archive.agent_calls(None, f"mutation:{best.call_id}")
+        # Recorded, but not under this run's candidate 1: the maker is the other run's candidate 1.
+        assert calls and all(c["candidate_id"] is None for c in calls)
+        assert archive.meta()["mutator_agent"]["run"] == "coder"
+    finally:
+        archive.close()
