@@ -604,9 +604,21 @@ def candidate_view(db: sqlite3.Connection, candidate_id: int, against: int | Non
             }
         )
     ids = db.execute("SELECT MAX(id), MIN(id) FROM candidates").fetchone()
+    maker_calls = (
+        dict(
+            db.execute(
+                "SELECT COUNT(*) AS calls, COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS tokens,"
+                " COALESCE(SUM(cost_usd), 0) AS cost_usd FROM agent_calls WHERE evaluation = ?",
+                (f"mutation:{call['id']}",),
+            ).fetchone()
+        )
+        if call is not None and c["operator"] == "agent"
+        else None
+    )
     return {
         **c,
         "call": dict(call) if call else None,
+        "maker_calls": maker_calls,  # a --mutator agent's calls that made this child
         "lineage": lineage,
         "children": children,
         "diffs": rendered,

@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from discovery.app import runs
-from discovery.archive import Archive
+from discovery.archive import Archive, views
 from discovery.config import ModelConfig, RunConfig
 from discovery.errors import UserError
 from tests.cli.test_agent_run import RUN_SCRIPT
@@ -139,6 +139,8 @@ def test_a_self_referential_run_survives_kill_9_and_records_the_maker_of_each_ch
     assert "agent:killed:1" in shown and "made by" in shown
     text = cli("archive", "candidate", "killed", str(better.id), archive=archive_dir, check=True).stdout
     assert "made by agent:killed:1" in text
+    with views.read_only(archive_dir / "killed") as db:  # the web explorer's candidate page says it too
+        assert views.candidate_view(db, better.id)["maker_calls"]["calls"] >= 1
 
 
 def test_a_mutator_must_be_a_coding_agent(tmp_path, archive_dir, fake_llm) -> None:
