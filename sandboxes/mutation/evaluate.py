@@ -46,6 +46,7 @@ def read_tree(root: Path) -> dict[str, str]:
 
 
 def evaluate(candidate_path, split="mutation", seed=0):
+    """Run the agent on its copy of the tree; the edited tree comes back as "files" (the score means nothing)."""
     spec = json.loads((Path(candidate_path).parent / "input.json").read_text())
     work = Path(tempfile.mkdtemp(prefix="mutation-"))
     repo, scratch = work / "repo", work / "scratch"

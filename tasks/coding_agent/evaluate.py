@@ -141,6 +141,7 @@ def attempt(
 
 
 def evaluate(candidate_path, split="train", seed=0, stage=None):
+    """The agent's resolve rate on the split's instances (or the stage's first few), with its interval."""
     instances = make_instances(split, seed, stage)
     deadline = time.monotonic() + _time_budget_s()
     results, crashes, notes = [], 0, []

@@ -54,10 +54,12 @@ class Instance(NamedTuple):
 
 
 def _ints(r: random.Random, low: int = -20, high: int = 20, most: int = 8) -> list[int]:
+    """A random list of up to `most` ints in [low, high]."""
     return [r.randint(low, high) for _ in range(r.randint(0, most))]
 
 
 def _word(r: random.Random, letters: str = "abcdeAEIOUxyz ") -> str:
+    """A random string of up to 12 of `letters`."""
     return "".join(r.choice(letters) for _ in range(r.randint(0, 12)))
 
 
