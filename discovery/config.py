@@ -188,6 +188,11 @@ class RunConfig(BaseModel):
         le=3,
         description="agent tasks: turns in which the model checks and fixes a proposed agent before it runs",
     )
+    mutator: str | None = Field(
+        default=None,
+        min_length=1,
+        description="a coding agent makes the children: RUN[:ID] (default: that run's champion) or 'self'",
+    )
 
     def repairs_in_a_row(self, agent_task: bool) -> int:
         """How many repairs in a row one failure gets: the option, else the default for the task's kind."""

@@ -49,6 +49,7 @@ class Operator(enum.StrEnum):
     BLOCK = "block"
     CROSSOVER = "crossover"
     REPAIR = "repair"
+    AGENT = "agent"  # a coding agent (--mutator) edited the parent into the child
     REFLECT_SHORT = "reflect_short"
     REFLECT_LONG = "reflect_long"
     REFLEXION = "reflexion"  # agent tasks: a turn in which the model checks and fixes its proposed agent

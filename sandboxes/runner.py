@@ -176,6 +176,16 @@ def _openevolve_payload(metrics: dict, artifacts: dict, features: list, fitness,
     return {**metrics, "score": fitness(metrics, features), **({"feedback": feedback} if feedback else {})}
 
 
+def _clean_files(raw) -> dict | None:
+    """An evaluator's optional "files" (relative path -> text: a mutation's edited tree), or None."""
+    files = raw.get("files")
+    if not isinstance(files, dict):
+        return None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise TypeError("evaluate()'s 'files' must map relative paths to text")
+    return dict(files)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--task", required=True)
@@ -212,7 +222,12 @@ def main() -> int:
     make_undumpable()
 
     # Bound before any task or candidate code runs (see _result_writer).
-    finish, clean, isfinite = _result_writer(result_fd, nonce), _clean_metrics, math.isfinite
+    finish, clean, isfinite, tree = (
+        _result_writer(result_fd, nonce),
+        _clean_metrics,
+        math.isfinite,
+        _clean_files,
+    )
     # OpenEvolve scoring too: a candidate imported into the evaluator's process cannot swap it.
     oe_payload, oe_fitness, oe_text = _openevolve_payload, _openevolve_fitness, _artifacts_text
     try:
@@ -229,6 +244,7 @@ def main() -> int:
                 kwargs["stage"] = args.stage
             raw = evaluator.evaluate(args.candidate, **kwargs)
         metrics, feedback = clean(raw)
+        files = tree(raw)
         score = metrics.get("score")
         if not isinstance(score, float):
             raise TypeError("evaluate() returned no numeric 'score'")
@@ -247,7 +263,8 @@ def main() -> int:
             },
             1,
         )
-    finish({"status": "ok", "score": score, "metrics": metrics, "feedback": feedback}, 0)
+    result = {"status": "ok", "score": score, "metrics": metrics, "feedback": feedback}
+    finish({**result, "files": files} if files is not None else result, 0)
     return 0  # not reached: finish() exits
 
 

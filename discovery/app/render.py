@@ -82,6 +82,20 @@ def print_run(report: dict[str, Any], console: Console) -> None:
             fmt(m["mean_latency_s"]),
         )
     console.print(models)
+    if report.get("makers"):
+        makers = Table(title="Children made by coding agents (--mutator)")
+        for column in ("made by", "children", "ok", "agent calls", "tokens", "cost $"):
+            makers.add_column(column)
+        for m in report["makers"]:
+            makers.add_row(
+                m["maker"],
+                str(m["children"]),
+                str(m["ok"]),
+                str(m["agent_calls"]),
+                str(m["agent_tokens"]),
+                f"{m['agent_cost_usd']:.4f}",
+            )
+        console.print(makers)
     agent = report.get("agent") or {}
     if agent.get("calls"):
         console.print(
@@ -139,6 +153,10 @@ def print_candidate(report: dict[str, Any], console: Console) -> None:
         console.print(f"agent: {design.get('name')}", highlight=False)
         if design.get("rationale"):
             console.print(f"rationale: {design['rationale']}", highlight=False)
+    maker = report.get("made_by")
+    if maker:
+        cost = "-" if maker["cost_usd"] is None else f"${maker['cost_usd']:.4f}"
+        console.print(f"made by {maker['maker']}: {maker['calls']} call(s), {maker['tokens']} tokens, {cost}")
     if report["metrics"]:
         console.print("metrics: " + ", ".join(f"{k}={v}" for k, v in report["metrics"].items()))
     sections = [

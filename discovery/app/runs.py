@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from discovery.app import mutators
 from discovery.app.exits import STOP_EXITS, ExitCode
 from discovery.app.lock import run_lock
 from discovery.archive import ARCHIVE_FILE, Archive
@@ -158,7 +159,7 @@ def agent_gateway(
     config: RunConfig, task: Task, archive: Archive, specs: list[ModelSpec], console: Console
 ) -> Iterator[Gateway | None]:
     """The run's LLM gateway for agent tasks (None for algorithm tasks), pinned to --agent-model."""
-    if not task.is_agent:
+    if not task.is_agent and config.mutator is None:
         yield None
         return
     with contextlib.ExitStack() as stack:
@@ -369,6 +370,7 @@ def _drive(
                     max_time=max_time,
                     executor=executor,
                     gateway=gateway,
+                    maker=mutators.maker_source(config.mutator, archive, run_id),
                 )
                 try:
                     reason, kind = asyncio.run(search.run()), search.stop_kind
@@ -386,6 +388,7 @@ def start_run(task_path: str, config: RunConfig, name: str | None, console: Cons
     task = load_task(task_path)
     run_dir = new_run_dir(task, name)
     check_models(config.models)
+    mutator_meta = mutators.start_meta(config.mutator, task, resolve_run)
     existed = run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
@@ -397,6 +400,7 @@ def start_run(task_path: str, config: RunConfig, name: str | None, console: Cons
                 "config": config.model_dump(),
                 "train_split": task.spec.evaluation.train_split,
                 "created_at": time.time(),
+                **mutator_meta,
             },
         )
         archive.log_event("run_started")

@@ -674,6 +674,22 @@ class Archive:
         ).fetchone()
         return dict(row)
 
+    def children_by_maker(self) -> list[dict[str, Any]]:
+        """Children a coding agent made (--mutator), per agent: how many, how many scored, and their agent calls."""
+        if not has_table(self.db, "agent_calls"):
+            return []  # an archive older than agent calls, read as it is: no coding agents either
+        rows = self.db.execute(
+            "SELECT l.model AS maker, COUNT(c.id) AS children, COALESCE(SUM(c.status = 'ok'), 0) AS ok,"
+            " COALESCE(SUM(a.calls), 0) AS agent_calls, COALESCE(SUM(a.tokens), 0) AS agent_tokens,"
+            " COALESCE(SUM(a.cost), 0) AS agent_cost_usd"
+            " FROM candidates c JOIN llm_calls l ON l.id = c.call_id"
+            " LEFT JOIN (SELECT evaluation, COUNT(*) AS calls, SUM(prompt_tokens + completion_tokens) AS tokens,"
+            " SUM(cost_usd) AS cost FROM agent_calls WHERE evaluation LIKE 'mutation:%' GROUP BY evaluation) a"
+            " ON a.evaluation = 'mutation:' || l.id"
+            " WHERE l.operator = 'agent' GROUP BY l.model ORDER BY l.model"
+        )
+        return [dict(r) for r in rows]
+
     def status_counts(self) -> dict[str, int]:
         rows = self.db.execute("SELECT status, COUNT(*) AS n FROM candidates GROUP BY status")
         return {r["status"]: r["n"] for r in rows}

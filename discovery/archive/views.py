@@ -127,6 +127,7 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
             ],
             "nodes": dict(Counter(c.node for c in archive.candidates() if c.node)),
             "models": archive.usage_by_model(),
+            "makers": archive.children_by_maker(),
             "stops": [{"at": e["at"], **e["data"]} for e in archive.events("run_stopped")],
             "replays": archive.replays(),
             "champion_id": archive.champion_id(),
@@ -153,9 +154,31 @@ def candidate_report(run_dir: Path, candidate_id: int) -> dict[str, Any]:
             "agent_calls": (agent_calls := archive.agent_calls(candidate_id)),
             "agent_totals": agent_totals(agent_calls),
             "design": archive.designs().get(candidate_id),
+            "made_by": made_by(archive, c.operator, call),
         }
     finally:
         archive.close()
+
+
+def made_by(archive: Archive, operator: str, call: dict[str, Any]) -> dict[str, Any] | None:
+    """Who made a candidate and at what cost: the coding agent (--mutator) and its calls, or the prompt operator."""
+    if not call:
+        return None
+    if operator != "agent":
+        tokens = (call.get("prompt_tokens") or 0) + (call.get("completion_tokens") or 0)
+        return {
+            "maker": f"{operator} prompt to {call['model']}",
+            "calls": 1,
+            "tokens": tokens,
+            "cost_usd": call.get("cost_usd"),
+        }
+    calls = archive.agent_calls(None, f"mutation:{call['id']}")
+    return {
+        "maker": call["model"],
+        "calls": len(calls),
+        "tokens": sum(c["prompt_tokens"] + c["completion_tokens"] for c in calls),
+        "cost_usd": sum(c["cost_usd"] or 0.0 for c in calls),
+    }
 
 
 def diff_candidates(run_dir: Path, a: int, b: int) -> str:
@@ -653,12 +676,24 @@ def candidate_view(db: sqlite3.Connection, candidate_id: int, against: int | Non
         (candidate_id,),
     ).fetchone()
     agent_calls = agent_calls_in(db, candidate_id)
+    maker_calls = (
+        dict(
+            db.execute(
+                "SELECT COUNT(*) AS calls, COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS tokens,"
+                " COALESCE(SUM(cost_usd), 0) AS cost_usd FROM agent_calls WHERE evaluation = ?",
+                (f"mutation:{call['id']}",),
+            ).fetchone()
+        )
+        if call is not None and c["operator"] == "agent"
+        else None
+    )
     return {
         **c,
         "agent_calls": agent_calls,
         "agent_totals": agent_totals(agent_calls),
         "design": json.loads(designed[0]) if designed else None,  # agent tasks: name and rationale
         "call": dict(call) if call else None,
+        "maker_calls": maker_calls,  # a --mutator agent's calls that made this child
         "lineage": lineage,
         "children": children,
         "diffs": rendered,

@@ -53,6 +53,7 @@ class Outcome:
     wall_s: float
     sandbox: str | None = None  # the backend that ran it, filled in by the executor
     node: str | None = None  # the cluster node that ran it (Ray executor); None when run here
+    files: dict[str, str] | None = None  # a tree the evaluator returned (a mutator agent's edit)
 
 
 def task_limits(task: Task) -> Limits:
@@ -140,7 +141,10 @@ def parse_result(result: SandboxResult, nonce: str) -> Outcome:
         # Timing tasks report how long their timed region ran; it cannot exceed what the host saw.
         why = f"the evaluator claims {timed:.3f} s of timed work in a {result.wall_s:.3f} s run: timer tampering"
         return Outcome("failed", None, metrics, None, why, tail, result.wall_s)
-    return Outcome("ok", float(payload["score"]), metrics, payload.get("feedback"), None, tail, result.wall_s)
+    files = payload.get("files") if isinstance(payload.get("files"), dict) else None
+    return Outcome(
+        "ok", float(payload["score"]), metrics, payload.get("feedback"), None, tail, result.wall_s, files
+    )
 
 
 def runner_job(
@@ -155,27 +159,66 @@ def runner_job(
     attachment: Attachment | None = None,
 ) -> SandboxJob:
     """The sandbox job that runs the trusted runner on one candidate file or folder (at a cheap stage, if named)."""
-    argv = (
-        PYTHON,
-        "-I",
-        "-B",
-        f"{RUNNER_MOUNT}/runner.py",
-        "--task",
-        TASK_MOUNT,
-        "--candidate",
-        f"{CANDIDATE_MOUNT}/{task.spec.candidate}",
-        "--split",
-        split,
-        "--seed",
-        str(seed),
-    ) + (("--stage", stage) if stage else ())
+    extra: tuple[str, ...] = ()
     scoring = task.spec.openevolve
     if scoring is not None:
         # OpenEvolve's contract: evaluator.py's evaluate(program_path), fitness as OpenEvolve computes it.
         options = {"cascade": scoring.cascade, "thresholds": scoring.thresholds, "features": scoring.features}
-        argv += ("--openevolve", json.dumps(options))
+        extra = ("--openevolve", json.dumps(options))
+    return runner_sandbox_job(
+        task.path,
+        task.spec.candidate,
+        candidate_dir,
+        split,
+        seed,
+        task_limits(task),
+        labels,
+        stage,
+        nonce,
+        attachment,
+        runner=runner,
+        extra_args=extra,
+    )
+
+
+def runner_sandbox_job(
+    evaluator_dir: Path,
+    candidate: str,
+    candidate_dir: Path,
+    split: str,
+    seed: int,
+    limits: Limits,
+    labels: dict[str, str],
+    stage: str | None = None,
+    nonce: str = "",
+    attachment: Attachment | None = None,
+    runner: Path | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> SandboxJob:
+    """The runner on `candidate` in candidate_dir, with the evaluate.py of evaluator_dir (a task, or the mutation's).
+
+    runner: the runner folder to mount (default: this install's; a Ray node's shipped copy).
+    """
+    argv = (
+        (
+            PYTHON,
+            "-I",
+            "-B",
+            f"{RUNNER_MOUNT}/runner.py",
+            "--task",
+            TASK_MOUNT,
+            "--candidate",
+            f"{CANDIDATE_MOUNT}/{candidate}",
+            "--split",
+            split,
+            "--seed",
+            str(seed),
+        )
+        + (("--stage", stage) if stage else ())
+        + extra_args
+    )
     mounts = (
-        Mount(task.path, TASK_MOUNT),
+        Mount(evaluator_dir, TASK_MOUNT),
         Mount(runner or sandboxes_dir(), RUNNER_MOUNT),
         Mount(candidate_dir, CANDIDATE_MOUNT),
     )
@@ -186,7 +229,7 @@ def runner_job(
     return SandboxJob(
         argv=argv,
         mounts=mounts,
-        limits=task_limits(task),
+        limits=limits,
         labels=labels,
         stdin=f"{nonce}\n".encode(),
         env=env,

@@ -22,7 +22,7 @@ from discovery.program.multifile import child_from_reply, code_hash_of
 from discovery.program.patch import Rejection
 from discovery.program.prompts import render
 from discovery.sandbox.base import Sandbox
-from discovery.search import gate, repairs
+from discovery.search import gate, mutator, repairs
 from discovery.search.planner import Plan, Planner
 from discovery.search.state import Population
 from discovery.search.strategies import cascade
@@ -77,6 +77,8 @@ class Search:
     max_time: float | None = None
     executor: Executor | None = None  # default: LocalExecutor(sandbox)
     gateway: Gateway | None = None  # agent tasks: candidates call the agent model through it
+    # --mutator: names the coding agent that makes the next child (None: the LLM writes children)
+    maker: Callable[[], mutator.Maker] | None = None
     stats: Stats = dataclasses.field(default_factory=Stats)
     stop_reason: str | None = None
     # Why the run stopped, for the exit code: done, seed_failed, provider, sandbox or evaluator.
@@ -288,6 +290,9 @@ class Search:
         assert self._planner is not None
         plan = self._planner.next()
         seed = self._rng.randrange(2**31)
+        if self.maker is not None and plan.parent is not None and not plan.operator.startswith("reflect"):
+            await self._propose_by_agent(plan, seed)
+            return
         parent_id = plan.parent.id if plan.parent else None
         call_id = self.archive.start_call(
             plan.model.name, plan.operator, parent_id, seed, render(plan.messages)
@@ -341,6 +346,30 @@ class Search:
         self.archive.finish_call(call_id, reply.text, reply.usage())  # the draft: no candidate of its own
         plan.messages = messages
         return turn_id, checked
+
+    async def _propose_by_agent(self, plan: Plan, seed: int) -> None:
+        """A child made by the --mutator coding agent: recorded as one call of model `agent:RUN:ID`."""
+        assert self.maker is not None and self.gateway is not None and plan.parent is not None
+        maker = self.maker()
+        problem = mutator.problem_statement(self.task, plan.parent)
+        call_id = self.archive.start_call(maker.label, Operator.AGENT, plan.parent.id, seed, problem)
+        self._refresh_stats()
+        labels = {"discovery.run": self.run_id, "discovery.mutation": str(call_id)}
+        try:
+            reply = await mutator.mutate(
+                self.sandbox, self.gateway, self.task, maker, plan.parent, call_id, labels
+            )
+        except evaluation.SandboxError as exc:
+            self.archive.fail_call(call_id, "error", f"the {self.sandbox.name} sandbox failed: {exc}")
+            await self._stop(
+                f"the {self.sandbox.name} sandbox failed running the mutator agent ({exc})", "sandbox"
+            )
+            return
+        plan = dataclasses.replace(plan, operator=Operator.AGENT, second_parent=None)
+        candidate_id, status = self._record_child(plan, call_id, reply)
+        self._refresh_stats()
+        if status == Status.PENDING:
+            await self._queue.put(candidate_id)
 
     def _record_reflection(self, plan: Plan, call_id: int, reply) -> None:
         kind = "short" if plan.operator == "reflect_short" else "long"

@@ -87,6 +87,12 @@ def _main():
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     if len(sys.argv) > 5:
         sys.path.insert(0, sys.argv[5])  # the harness (discovery_harness.llm for agents)
+    if len(sys.argv) > 6:
+        # Landlock before any candidate code runs: it then holds for the candidate and its children.
+        from discovery_harness.confine import confine
+        rules = json.loads(sys.argv[6])
+        # The evaluator knows from landlock_abi() whether this held (a candidate could claim anything).
+        confine(rules["write"], [os.path.dirname(os.path.abspath(path))], rules["hidden"])
     os.set_blocking(rfd, False)
     poller = select.poll()  # poll + non-blocking reads wake up faster than a blocking read
     poller.register(rfd, select.POLLIN)
@@ -201,9 +207,13 @@ class CandidateProcess:
         max_reply_bytes: int = 16 << 20,
         env: Mapping[str, str] | None = None,
         import_harness: bool = False,
+        confine: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.candidate_path = os.fspath(candidate_path)
         self.import_harness = import_harness  # `from discovery_harness import llm`, and the gateway socket
+        # {"write": [folders], "hidden": [folders]}: Landlock the child (discovery_harness.confine); it
+        # fails closed: where Landlock exists but a step fails, the child dies before the candidate loads.
+        self.confine_rules = confine
         self.call_env: dict[str, str] = {}  # set in the child's environment before each call
         self.timeout_s = timeout_s
         self.start_timeout_s = timeout_s if start_timeout_s is None else start_timeout_s
@@ -223,6 +233,7 @@ class CandidateProcess:
         if self._proc is not None:
             return self
         make_undumpable()
+        confine_arg = json.dumps(dict(self.confine_rules)) if self.confine_rules is not None else ""
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         try:
@@ -237,7 +248,8 @@ class CandidateProcess:
                     str(req_r),
                     str(rep_w),
                     str(_TAIL_CHARS),
-                    *([_HARNESS_PARENT] if self.import_harness else []),
+                    *([_HARNESS_PARENT] if self.import_harness or confine_arg else []),
+                    *([confine_arg] if confine_arg else []),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=2,  # the candidate's prints go to stderr, never into the channel

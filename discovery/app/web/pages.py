@@ -527,6 +527,16 @@ def candidate_body(c: dict[str, Any], run: str, links: Links) -> str:
         ("second parent", _cand_link(links, run, c["second_parent_id"], None)),
         ("island", e(c["island"] if c["island"] is not None else "-")),
         ("model", e(call.get("model") or "-")),
+        *(
+            [
+                (
+                    "made by",
+                    f"{e(call.get('model'))}: {e(m['calls'])} agent calls, {e(m['tokens'])} tokens, {e(money(m['cost_usd']))}",
+                )
+            ]
+            if (m := c.get("maker_calls"))
+            else []
+        ),
         (
             "tokens",
             f"{e(call.get('prompt_tokens'))} in, {e(call.get('completion_tokens'))} out" if call else "-",
