@@ -189,6 +189,20 @@ def open_sandbox(config: RunConfig, task: Task, run_id: str, console: Console) -
     return sandbox
 
 
+def check_executor(config: RunConfig, task: Task) -> None:
+    """Before a run folder exists: what needs this machine's LLM gateway cannot run on a Ray cluster."""
+    if config.executor != "ray":
+        return
+    if task.is_agent:
+        raise UserError(
+            "agent tasks run with --executor local: their LLM gateway is a Unix socket on this machine"
+        )
+    if config.mutator is not None:
+        raise UserError(
+            "--mutator runs with --executor local: the coding agent calls this machine's LLM gateway"
+        )
+
+
 def open_executor(
     config: RunConfig, task: Task, run_id: str, console: Console
 ) -> tuple[Executor, Sandbox | None]:
@@ -198,10 +212,6 @@ def open_executor(
 
         sandbox = open_sandbox(config, task, run_id, console)
         return LocalExecutor(sandbox), sandbox
-    if task.is_agent:
-        raise UserError(
-            "agent tasks run with --executor local: their LLM gateway is a Unix socket on this machine"
-        )
     from discovery.evaluation.executors.ray import RayExecutor
 
     executor = RayExecutor(config.ray_address, config.sandbox, task, run_id)
@@ -387,6 +397,7 @@ def start_run(task_path: str, config: RunConfig, name: str | None, console: Cons
     """Create a run's archive and run it; a start that fails before any work leaves no folder behind."""
     task = load_task(task_path)
     run_dir = new_run_dir(task, name)
+    check_executor(config, task)
     check_models(config.models)
     mutator_meta = mutators.start_meta(config.mutator, task, resolve_run)
     existed = run_dir.exists()
@@ -453,6 +464,7 @@ def resume_run(
             meta = archive.meta()
             config = resumed_config(RunConfig.model_validate(meta["config"]), extra_budget, models)
             task = load_task(meta["task_path"])
+            check_executor(config, task)
             if models:
                 check_models(config.models)
             if config != RunConfig.model_validate(meta["config"]):

@@ -431,3 +431,13 @@ def test_an_unknown_cost_is_shown_as_unknown_not_zero(tmp_path, toy_task, fake_l
     shown = cli("archive", "show", "r", archive=archive).stdout
     assert "cost unknown" in shown and "$0.0000" not in shown
     assert "$0.0000" not in cli("archive", "list", archive=archive).stdout
+
+
+def test_ray_executor_refuses_agent_tasks_before_making_a_run_folder(tmp_path):
+    math_agent = Path(__file__).resolve().parents[2] / "tasks" / "math_agent"
+    proc = cli(
+        "run", str(math_agent), "--model", "openai/fake", "--api-base", "http://127.0.0.1:9",
+        "--executor", "ray", "--name", "ra", archive=tmp_path,
+    )  # fmt: skip
+    one_line_error(proc, 2, "agent tasks run with --executor local")
+    assert "Run ra" not in proc.stdout and not (tmp_path / "ra").exists()
