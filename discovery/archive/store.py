@@ -360,6 +360,16 @@ class Archive:
                 None, None, "seed", code, normalised_hash, Status.PENDING, None, files
             )
 
+    def requeue(self, candidate_id: int, why: str) -> None:
+        """Put an evaluated candidate back to pending (its result said nothing about it), with an event."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE candidates SET status='pending', score=NULL, fitness=NULL, failure=NULL, evaluated_at=NULL"
+                " WHERE id=?",
+                (candidate_id,),
+            )
+            self._event("requeued", candidate_id=candidate_id, why=why)
+
     def interrupt_unfinished_calls(self) -> int:
         """Mark calls that were in flight when the run died; they still count against the budget."""
         with self.transaction():
@@ -552,22 +562,6 @@ class Archive:
             (parent_id, limit),
         ).fetchall()
         return [_row_to_candidate(r, self.db) for r in reversed(rows)]
-
-    def unrepaired_failures(self) -> list[int]:
-        """Evaluated failures (not repairs, not the seed) with no repair call yet: the repairs still owed.
-
-        The queue of repairs lives in memory during a run; this rebuilds it on resume. A repair call
-        that was interrupted (in flight when the run stopped) does not count as made.
-        """
-        statuses = ", ".join("?" for _ in EVALUATED_FAILURES)
-        rows = self.db.execute(
-            f"SELECT c.id FROM candidates c WHERE c.status IN ({statuses})"
-            " AND c.operator NOT IN ('repair', 'seed') AND NOT EXISTS ("
-            "  SELECT 1 FROM llm_calls l WHERE l.operator = 'repair' AND l.parent_id = c.id"
-            "  AND l.status != 'interrupted') ORDER BY c.id",
-            [str(status) for status in EVALUATED_FAILURES],
-        )
-        return [r["id"] for r in rows]
 
     def pending_ids(self) -> list[int]:
         return [

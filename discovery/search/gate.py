@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from discovery.archive import Archive
 from discovery.config import RunConfig
 from discovery.domain import Status
@@ -9,6 +11,10 @@ from discovery.evaluation.executors import Executor
 from discovery.llm.gateway import Gateway
 from discovery.search.strategies import promotion
 from discovery.task import Task
+
+log = logging.getLogger(__name__)
+# Held-out repeats that failed for reasons outside the programs (see Status).
+NOT_THE_PROGRAMS_FAULT = frozenset({Status.INFRA_FAILED, Status.EVALUATOR_FAILED})
 
 
 async def challenge(
@@ -41,6 +47,13 @@ async def challenge(
             if gateway is not None and task.spec.agent is not None:
                 agent = gateway.sessions(task.spec.agent, program.id, "gate")
             outcome = await executor.evaluate_once(task, program.code, split, seed, labels, agent=agent)
+            if outcome.status in NOT_THE_PROGRAMS_FAULT:
+                # A lost node or a broken evaluator says nothing about either program: no decision
+                # is recorded, so the challenger is tried again at its next chance.
+                log.warning(
+                    "promotion gate for candidate %s left undecided: %s", challenger.id, outcome.failure
+                )
+                return
             scores.append(outcome.score if outcome.status == Status.OK else None)
         if challenger_scores[-1] is None:
             break  # a challenger that fails a held-out repeat is never promoted

@@ -472,14 +472,20 @@ class Search:
             self._planner.repairs.extend(repairs.owed(self.archive, self._repair_limit()))
         long_term = self.archive.reflections("long")
         self._planner.lessons = long_term[-1]["text"] if long_term else ""
-        if self.config.repair:
-            # Failures whose repair was queued (in memory) but never asked for before the run stopped.
-            self._planner.repairs.extend(self.archive.unrepaired_failures())
         seed = self._seed()
         if seed.status == Status.PENDING:
             await self._evaluate(seed.id)
             seed = self._seed()
         if self.stop_reason:
+            return
+        if seed.status == Status.INFRA_FAILED:
+            # The cluster lost it, not the task's fault: evaluate it again on resume.
+            self.archive.requeue(seed.id, seed.failure or "infra_failed")
+            await self._stop(
+                f"the seed program's evaluation was lost ({(seed.failure or '').splitlines()[0]}); "
+                "check the cluster and `discovery resume` the run",
+                "sandbox",
+            )
             return
         if seed.status != Status.OK:
             self.stop_kind = "seed_failed"

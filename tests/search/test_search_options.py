@@ -13,6 +13,7 @@ from discovery.config import ModelConfig, RunConfig
 from discovery.llm import LLMClient, ModelSpec
 from discovery.sandbox.process import ProcessSandbox
 from discovery.search.loop import Search
+from discovery.search.repairs import owed
 from discovery.task import load_task
 
 
@@ -146,7 +147,7 @@ def test_a_repair_owed_when_the_run_stopped_is_made_on_resume(toy_task, tmp_path
     server = fake_llm(default=reply)
     archive = run(toy_task, tmp_path, server, budget=1, crossover_rate=0, novelty_threshold=None)
     [failed] = archive.candidates()[1:]  # the budget ended with its repair still queued
-    assert failed.status == "failed" and archive.unrepaired_failures() == [failed.id]
+    assert failed.status == "failed" and owed(archive, 1) == [failed.id]
     task = load_task(toy_task)
     config = RunConfig.model_validate({**archive.meta()["config"], "budget": 2})
     client = LLMClient(
@@ -155,7 +156,7 @@ def test_a_repair_owed_when_the_run_stopped_is_made_on_resume(toy_task, tmp_path
     asyncio.run(Search(archive, task, config, client, ProcessSandbox(), "t").run())
     [repair] = archive.candidates()[2:]
     assert repair.operator == "repair" and repair.parent_id == failed.id
-    assert "How it failed" in user_prompt(server.requests[-1]) and archive.unrepaired_failures() == []
+    assert "How it failed" in user_prompt(server.requests[-1]) and owed(archive, 1) == []
 
 
 def test_crossover_shows_two_parents_and_links_both(toy_task, tmp_path, fake_llm):
