@@ -563,10 +563,12 @@ class Archive:
         ).fetchall()
         return [_row_to_candidate(r, self.db) for r in reversed(rows)]
 
+    def candidates_with_status(self, status: str) -> list[int]:
+        """Ids of the candidates in one status, oldest first."""
+        return [r["id"] for r in self.db.execute("SELECT id FROM candidates WHERE status=? ORDER BY id", (status,))]
+
     def pending_ids(self) -> list[int]:
-        return [
-            r["id"] for r in self.db.execute("SELECT id FROM candidates WHERE status='pending' ORDER BY id")
-        ]
+        return self.candidates_with_status("pending")
 
     def has_hash(self, normalised_hash: str) -> bool:
         """Whether an equivalent program was already proposed (rejected ones excluded)."""

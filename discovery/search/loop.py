@@ -468,6 +468,9 @@ class Search:
                 "%d LLM call(s) were in flight when the run stopped; they count against the budget",
                 interrupted,
             )
+        for stale in self.archive.candidates_with_status(Status.EVALUATOR_FAILED):
+            # The run stopped on the task's evaluator; the user fixed it and resumed: score them now.
+            self.archive.requeue(stale, "the evaluator failed; evaluated again on resume")
         if self.config.repair:  # repairs queued before a stop are found again
             self._planner.repairs.extend(repairs.owed(self.archive, self._repair_limit()))
         long_term = self.archive.reflections("long")

@@ -410,6 +410,17 @@ def test_an_evaluators_own_bug_is_recorded_apart_and_stops_the_run(tmp_path, toy
     failure = conn.execute("SELECT failure FROM candidates WHERE status = 'evaluator_failed'").fetchone()[0]
     assert "KeyError" in failure and "Traceback" in failure
     assert "evaluator failures" in cli("archive", "show", "e", archive=archive).stdout
+    # Fixed, then resumed: the candidates the broken evaluator could not score are scored now.
+    stale = conn.execute("SELECT COUNT(*) FROM candidates WHERE status = 'evaluator_failed'").fetchone()[0]
+    evaluator.write_text(
+        evaluator.read_text().replace("raise KeyError('the evaluator forgot a key')", "pass")
+    )
+    resumed = cli("resume", "e", archive=archive)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    counts = dict(
+        db(archive, "e").execute("SELECT status, COUNT(*) FROM candidates GROUP BY status").fetchall()
+    )
+    assert "evaluator_failed" not in counts and counts["ok"] >= stale + 1, counts
 
 
 def test_archive_candidate_piped_prints_every_line_whole(tmp_path, toy_task, fake_llm):
