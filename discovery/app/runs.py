@@ -25,7 +25,14 @@ from discovery.app import mutators
 from discovery.app.exits import STOP_EXITS, ExitCode
 from discovery.app.lock import run_lock
 from discovery.archive import ARCHIVE_FILE, Archive
-from discovery.config import LOCAL_MODEL, ModelConfig, RunConfig, is_local_model
+from discovery.config import (
+    LOCAL_DEFAULTS,
+    LOCAL_MODEL,
+    ModelConfig,
+    RunConfig,
+    is_local_model,
+    model_defaults,
+)
 from discovery.errors import UserError
 from discovery.evaluation.executors import Executor
 from discovery.llm import LLMClient, ModelSpec, ready_specs
@@ -444,7 +451,26 @@ def resumed_config(
         data["budget"] = config.budget + extra_budget
     if models:
         data["models"] = [m.model_dump() for m in models]
+        data.update(switched_model_defaults(config, [m.name for m in models]))
     return RunConfig.model_validate(data)
+
+
+def switched_model_defaults(config: RunConfig, new_models: list[str]) -> dict[str, object]:
+    """Options that follow the models (config.LOCAL_DEFAULTS) and were left at the old models' default.
+
+    Switching from a provider to a local model on resume brings block replies and the other small-model
+    settings (and back); a value the user chose stays as it is.
+    """
+
+    def default_for(names: list[str], key: str) -> object:
+        return model_defaults(names).get(key, RunConfig.model_fields[key].default)
+
+    old_models = [m.name for m in config.models]
+    return {
+        key: default_for(new_models, key)
+        for key in LOCAL_DEFAULTS
+        if getattr(config, key) == default_for(old_models, key)
+    }
 
 
 def resume_run(

