@@ -416,13 +416,20 @@ def export(run: str, best: bool, candidate_id: int | None, output: str) -> None:
     if best and candidate_id is not None:
         raise UserError("give either --best or --candidate ID, not both")
     target = Path(output)
-    if not target.parent.is_dir():
-        raise UserError(f"cannot write {output}: folder {target.parent} does not exist; create it first")
     archived = Archive.open_readonly(runs.resolve_run(run))
     try:
         candidate = pick_candidate(archived, candidate_id)
     finally:
         archived.close()
+    if candidate.status.startswith("rejected"):
+        raise UserError(
+            f"candidate {candidate.id} was {candidate.status.replace('_', ' ')} before evaluation: its text is "
+            "the model's reply, not a program (`discovery archive candidate` shows it); export another candidate"
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write {output}: {exc.strerror or exc}") from None
     if is_listing(candidate.code):
         _export_tree(candidate.code, target)
         console.print(f"wrote candidate {candidate.id} (score {candidate.score}) as a folder to {output}")

@@ -151,14 +151,28 @@ def agent_model_spec(
     stack: contextlib.ExitStack,
     console: Console,
     shared: ModelSpec | None = None,
+    eval_slots: int | None = None,
 ) -> ModelSpec:
     """The agent model, ready to call: checked for keys, or a local model (shared when the run serves it)."""
     if not is_local_model(name):
-        return ready_specs([ModelSpec(name, 1.0, api_base)])[0]
+        try:
+            return ready_specs([ModelSpec(name, 1.0, api_base)])[0]
+        except UserError as exc:
+            raise UserError(f"--agent-model {name}: {exc}") from None
     if shared is not None:
         return shared  # the local server the mutation calls already use
-    console.print(f"[yellow]Agents call the local model {name} (--agent-model).[/yellow]")
-    return stack.enter_context(local_model_server(name, console))
+    console.print(
+        f"[yellow]Agents call the local model {name} (--agent-model; the default is the embedded "
+        "SmolLM2-135M). Pass --agent-model (and --agent-api-base) to give them a real model.[/yellow]"
+    )
+    return stack.enter_context(local_model_server(name, console, eval_slots))
+
+
+def same_local_model(a: str, b: str) -> bool:
+    """Whether two model names are one local model (`local` and `local:smollm2-135m` are), served once."""
+    from discovery.llm.local.models import resolve
+
+    return is_local_model(a) and is_local_model(b) and resolve(a) == resolve(b)
 
 
 @contextlib.contextmanager
@@ -170,8 +184,12 @@ def agent_gateway(
         yield None
         return
     with contextlib.ExitStack() as stack:
-        shared = specs[0] if any(m.name == config.agent_model for m in config.models) else None
-        model = agent_model_spec(config.agent_model, config.agent_api_base, stack, console, shared)
+        shared = (
+            specs[0] if any(same_local_model(m.name, config.agent_model) for m in config.models) else None
+        )
+        model = agent_model_spec(
+            config.agent_model, config.agent_api_base, stack, console, shared, config.eval_slots
+        )
         # Agents' sampling settings come with each request; timeouts and retries are the run's.
         client = LLMClient([model], timeout_s=config.llm_timeout_s)
         gateway = Gateway(

@@ -161,6 +161,13 @@ def test_run_inspect_replay_export(tmp_path, toy_task):
     out = tmp_path / "best.py"
     cli("export", "r1", "--best", "-o", str(out), archive=archive, check=True)
     assert out.read_text() == cand["code"]
+    with db(archive, "r1") as conn:
+        [rejected] = conn.execute(
+            "SELECT id FROM candidates WHERE status LIKE 'rejected%' LIMIT 1"
+        ).fetchone()
+    refused = cli("export", "r1", "--candidate", str(rejected), "-o", str(tmp_path / "r.py"), archive=archive)
+    assert_user_error(refused, "before evaluation")  # the model's reply is no program
+    assert not (tmp_path / "r.py").exists()
 
     # A replay that does not reproduce the archived score fails loudly.
     with db(archive, "r1") as conn:

@@ -242,12 +242,15 @@ def test_zero_or_negative_limits_are_refused_with_the_flags_name(tmp_path, toy_t
 # ----- no tracebacks, no leftovers -----------------------------------------------------------------
 
 
-def test_export_into_a_missing_folder_and_a_negative_tolerance_are_one_line_errors(
+def test_export_makes_missing_folders_and_a_bad_target_or_tolerance_is_a_one_line_error(
     tmp_path, toy_task, fake_llm
 ):
     archive = _tiny_run(tmp_path, toy_task, fake_llm)
+    assert cli("export", "r", "-o", str(tmp_path / "new" / "best.py"), archive=archive).returncode == 0
+    assert "def solve" in (tmp_path / "new" / "best.py").read_text()
+    (tmp_path / "file").write_text("")
     assert_user_error(
-        cli("export", "r", "-o", str(tmp_path / "nope" / "best.py"), archive=archive), "does not exist"
+        cli("export", "r", "-o", str(tmp_path / "file" / "best.py"), archive=archive), "cannot write"
     )
     proc = cli("replay", "r", "--tolerance", "-1", archive=archive)
     one_line_error(proc, 2, "--tolerance")

@@ -400,3 +400,11 @@ def test_resume_onto_a_local_model_brings_its_defaults_and_keeps_the_users_choic
     assert local.temperature == 0.3  # chosen by the user: kept
     back = resumed_config(local, None, [ModelConfig(name="openai/x")])
     assert back.reply_format == "diff" and back.max_tokens == 4096 and back.temperature == 0.3
+
+
+def test_one_local_model_under_two_names_is_served_once() -> None:
+    from discovery.app.runs import same_local_model
+
+    assert same_local_model("local", "local:smollm2-135m")  # the default is that pinned model
+    assert not same_local_model("local", "local:qwen2.5-coder-0.5b")
+    assert not same_local_model("openai/x", "openai/x")  # providers are not served here at all
