@@ -494,7 +494,8 @@ class Search:
             self.stop_kind = "seed_failed"
             self.stop_reason = (
                 f"the seed program failed its own evaluation ({seed.status}: {(seed.failure or '').splitlines()[0]}); "
-                f"fix the task (`discovery tasks validate {self.task.path}`)"
+                f"`discovery archive candidate {self.run_id} {seed.id}` shows why; fix the program or the "
+                f"evaluator in {self.task.path} and start a new run"
             )
             return
         meta = self._population.start_islands(seed)
