@@ -34,6 +34,14 @@ def print_runs(rows: list[dict[str, Any]], console: Console) -> None:
     console.print(table if rows else "No runs yet. Start one with `discovery run tasks/circle_packing`.")
 
 
+def agent_cost(agent: dict[str, Any]) -> str:
+    """The agents' spend: unknown when no call had a price, and the unpriced calls named apart."""
+    unpriced = agent.get("unpriced", 0)
+    if unpriced and unpriced == agent["calls"] - agent["not_ok"]:
+        return f"unknown ({unpriced} call(s) with no known price)"
+    return f"${agent['cost_usd']:.4f}" + (f" + {unpriced} call(s) with no known price" if unpriced else "")
+
+
 def print_run(report: dict[str, Any], console: Console) -> None:
     config = report["config"] or {}
     console.print(
@@ -101,7 +109,7 @@ def print_run(report: dict[str, Any], console: Console) -> None:
         console.print(
             f"agent calls (candidates' agents, through the gateway): {agent['calls']} "
             f"({agent['not_ok']} refused or failed), tokens {agent['prompt_tokens']}+{agent['completion_tokens']}, "
-            f"cost ${agent['cost_usd']:.4f}; mutation calls cost ${report['mutation_cost_usd']:.4f}"
+            f"cost {agent_cost(agent)}; mutation calls cost ${report['mutation_cost_usd']:.4f}"
         )
     if report["promotions"]:
         gates = Table(title="Promotion gate (held-out repeats; champion history)")

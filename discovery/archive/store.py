@@ -662,11 +662,12 @@ class Archive:
     def agent_usage(self) -> dict[str, Any]:
         """Agent calls in total: count, refused, tokens and cost (shown apart from the mutation calls)."""
         if not has_table(self.db, "agent_calls"):
-            return {"calls": 0, "not_ok": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+            return {"calls": 0, "not_ok": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "unpriced": 0}
         row = self.db.execute(
             "SELECT COUNT(*) AS calls, COALESCE(SUM(status != 'ok'), 0) AS not_ok,"
             " COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens, COALESCE(SUM(completion_tokens), 0)"
-            " AS completion_tokens, COALESCE(SUM(cost_usd), 0) AS cost_usd FROM agent_calls"
+            " AS completion_tokens, COALESCE(SUM(cost_usd), 0) AS cost_usd,"
+            " COALESCE(SUM(cost_usd IS NULL AND status = 'ok'), 0) AS unpriced FROM agent_calls"
         ).fetchone()
         return dict(row)
 

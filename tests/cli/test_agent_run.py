@@ -75,6 +75,7 @@ def test_a_math_agent_run_records_agent_calls_apart_from_mutation_calls(
     assert "cost unknown" in text  # the fake agent model has no price: unknown, not $0
     report = cli("archive", "show", "agents", archive=archive_dir, check=True).stdout
     assert "agent calls (candidates' agents, through the gateway): 40" in report
+    assert "cost unknown (40 call(s) with no known price)" in report  # not $0.0000
 
     # Exported, the agent runs on its own against any OpenAI-compatible endpoint.
     out = tmp_path / "exported"
