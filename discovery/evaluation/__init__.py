@@ -51,6 +51,7 @@ class Outcome:
     failure: str | None
     output_tail: str
     wall_s: float
+    _: dataclasses.KW_ONLY  # the optional fields by name only: a positional one once landed in the wrong field
     sandbox: str | None = None  # the backend that ran it, filled in by the executor
     node: str | None = None  # the cluster node that ran it (Ray executor); None when run here
     files: dict[str, str] | None = None  # a tree the evaluator returned (a mutator agent's edit)
@@ -143,7 +144,14 @@ def parse_result(result: SandboxResult, nonce: str) -> Outcome:
         return Outcome("failed", None, metrics, None, why, tail, result.wall_s)
     files = payload.get("files") if isinstance(payload.get("files"), dict) else None
     return Outcome(
-        "ok", float(payload["score"]), metrics, payload.get("feedback"), None, tail, result.wall_s, files
+        "ok",
+        float(payload["score"]),
+        metrics,
+        payload.get("feedback"),
+        None,
+        tail,
+        result.wall_s,
+        files=files,
     )
 
 
