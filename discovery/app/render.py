@@ -275,8 +275,10 @@ def print_summary(run_dir: Path, stop_reason: str, console: Console) -> None:
         console.print(
             "  [bold red]warning[/bold red]     evaluated with the process sandbox: no network or file isolation"
         )
+    spent = s["budget"] is not None and calls >= s["budget"]
+    resume = f"discovery resume {name}" + (" --add-budget N   (the budget is spent)" if spent else "")
     console.print(
         f"\n  inspect:  discovery archive show {name}\n"
         f"  replay:   discovery replay {name} --champion\n"
-        f"  resume:   discovery resume {name}"
+        f"  resume:   {resume}"
     )

@@ -222,6 +222,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
             "champion": champion,
             "heldout": heldout_of(archive.promotions(), champion.id) if champion else None,
             "train_split": archive.meta().get("train_split", "train"),
+            "budget": (archive.meta().get("config") or {}).get("budget"),
             "speed": [model_speed(m) for m in archive.usage_by_model()],
         }
     finally:

@@ -51,7 +51,9 @@ class Outcome:
     failure: str | None
     output_tail: str
     wall_s: float
-    _: dataclasses.KW_ONLY  # the optional fields by name only: a positional one once landed in the wrong field
+    _: (
+        dataclasses.KW_ONLY
+    )  # the optional fields by name only: a positional one once landed in the wrong field
     sandbox: str | None = None  # the backend that ran it, filled in by the executor
     node: str | None = None  # the cluster node that ran it (Ray executor); None when run here
     files: dict[str, str] | None = None  # a tree the evaluator returned (a mutator agent's edit)

@@ -126,6 +126,7 @@ def test_run_inspect_replay_export(tmp_path, toy_task):
         )
     assert "best score" in run.stdout and "-0.0625" in run.stdout and "seed score   -9" in run.stdout
     assert "discovery replay r1 --champion" in run.stdout and "archive.sqlite" in run.stdout
+    assert "discovery resume r1 --add-budget N" in run.stdout  # the budget is spent: plain resume does nothing
     assert "process sandbox" in run.stdout  # the loud warning for the resource-only backend
     assert "LLM speed    openai/fake:" in run.stdout and "calls/min" in run.stdout
 
