@@ -70,12 +70,21 @@ def print_run(report: dict[str, Any], console: Console) -> None:
             str(c["parent_id"] or "-"),
             fmt(c["score"]),
             c["operator"],
-            fmt(c["eval_wall_s"]),
+            "-" if c["eval_wall_s"] is None else f"{c['eval_wall_s']:.2f}",
             str(c["sandbox"]),
             *((c["node"] or "-",) if nodes else ()),
             *((c.get("name") or "-",) if named else ()),
         )
     console.print(top)
+    if report.get("failures"):
+        failures = Table(title=f"Latest failures and rejections ({len(report['failures'])})")
+        for column in ("id", "parent", "operator", "status", "reason"):
+            failures.add_column(column)
+        for f in report["failures"]:
+            failures.add_row(
+                str(f["id"]), str(f["parent_id"] or "-"), f["operator"], f["status"], Text(f["reason"])
+            )
+        console.print(failures)
     models = Table(title="LLM usage by model")
     for column in ("model", "calls", "ok", "prompt tok", "completion tok", "cost $", "mean latency s"):
         models.add_column(column)

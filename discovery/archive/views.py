@@ -98,8 +98,10 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
     archive = Archive.open_readonly(run_dir)
     try:
         meta = archive.meta()
-        ok = sorted(archive.candidates("ok"), key=lambda c: -c.fitness)
-        seed = archive.candidates()[0] if archive.candidates() else None
+        everyone = archive.candidates()
+        ok = sorted((c for c in everyone if c.status == "ok"), key=lambda c: -c.fitness)
+        seed = everyone[0] if everyone else None
+        failed = [c for c in everyone if c.status not in ("ok", "pending")]
         designs = archive.designs()
         return {
             "run": run_dir.name,
@@ -125,7 +127,17 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
                 }
                 for c in ok[:top]
             ],
-            "nodes": dict(Counter(c.node for c in archive.candidates() if c.node)),
+            "failures": [
+                {
+                    "id": c.id,
+                    "parent_id": c.parent_id,
+                    "operator": c.operator,
+                    "status": c.status,
+                    "reason": failure_line(c.failure),
+                }
+                for c in failed[-top:]
+            ],
+            "nodes": dict(Counter(c.node for c in everyone if c.node)),
             "models": archive.usage_by_model(),
             "makers": archive.children_by_maker(),
             "stops": [{"at": e["at"], **e["data"]} for e in archive.events("run_stopped")],
@@ -135,6 +147,12 @@ def run_report(run_dir: Path, top: int = 10) -> dict[str, Any]:
         }
     finally:
         archive.close()
+
+
+def failure_line(failure: str | None) -> str:
+    """The line of a failure that says most: the last one (a traceback's exception, a rejection's reason)."""
+    lines = (failure or "").strip().splitlines()
+    return lines[-1][:FAILURE_HEAD] if lines else ""
 
 
 def candidate_report(run_dir: Path, candidate_id: int) -> dict[str, Any]:

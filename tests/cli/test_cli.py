@@ -126,7 +126,9 @@ def test_run_inspect_replay_export(tmp_path, toy_task):
         )
     assert "best score" in run.stdout and "-0.0625" in run.stdout and "seed score   -9" in run.stdout
     assert "discovery replay r1 --champion" in run.stdout and "archive.sqlite" in run.stdout
-    assert "discovery resume r1 --add-budget N" in run.stdout  # the budget is spent: plain resume does nothing
+    assert (
+        "discovery resume r1 --add-budget N" in run.stdout
+    )  # the budget is spent: plain resume does nothing
     assert "process sandbox" in run.stdout  # the loud warning for the resource-only backend
     assert "LLM speed    openai/fake:" in run.stdout and "calls/min" in run.stdout
 
@@ -135,6 +137,8 @@ def test_run_inspect_replay_export(tmp_path, toy_task):
 
     report = json.loads(cli("archive", "show", "r1", "--json", archive=archive, check=True).stdout)
     assert report["status_counts"]["rejected_unparseable"] == 1
+    [rejected] = report["failures"]
+    assert rejected["status"] == "rejected_unparseable" and "no code block" in rejected["reason"]
     assert report["top"][0]["score"] == pytest.approx(-0.0625)
     assert report["models"][0]["model"] == "openai/fake" and report["models"][0]["calls"] == 4
     best_id = report["top"][0]["id"]
@@ -150,6 +154,7 @@ def test_run_inspect_replay_export(tmp_path, toy_task):
 
     shown = cli("archive", "show", "r1", archive=archive, check=True).stdout
     assert "Top candidates" in shown and "rejected_unparseable 1" in shown
+    assert "Latest failures and rejections (1)" in shown and "the reply holds no code" in shown
 
     replay = cli("replay", "r1", "--best", archive=archive)
     assert replay.returncode == 0 and "holds" in replay.stdout, replay.stdout + replay.stderr
