@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from discovery.program.blocks import marker_problem
+from discovery.program.blocks import program_file_problems
 
 PROGRAM = "initial_program.py"
 EVALUATOR = "evaluator.py"
@@ -77,7 +77,9 @@ def is_openevolve_folder(path: Path) -> bool:
 def read_folder(path: Path) -> tuple[Folder | None, list[str]]:
     """The folder's declarations and every problem with it (each names the fix); None when unusable."""
     path = Path(path)
-    problems = _program_problems(path / PROGRAM)
+    problems = program_file_problems(
+        path / PROGRAM, "the initial program", "an OpenEvolve folder starts from initial_program.py"
+    )
     config, config_problems = _read_config(path / CONFIG)
     problems += config_problems
     stages, evaluator_text, evaluator_problems = _evaluator_functions(path / EVALUATOR)
@@ -114,22 +116,6 @@ def _task_name(path: Path) -> str:
     """A task name from the folder's name (letters, digits, '_', '.', '-')."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.resolve().name).strip("_")
     return name or "openevolve_task"
-
-
-def _program_problems(program: Path) -> list[str]:
-    """Problems with initial_program.py: missing, not Python, or without one EVOLVE block."""
-    if not program.is_file():
-        return [f"{program}: missing; an OpenEvolve folder starts from initial_program.py"]
-    code = program.read_text()
-    problems = []
-    try:
-        ast.parse(code)
-    except SyntaxError as exc:
-        problems.append(f"{program}:{exc.lineno}: the initial program is not valid Python: {exc.msg}")
-    problem = marker_problem(code)
-    if problem:
-        problems.append(f"{program}: {problem}")
-    return problems
 
 
 def _evaluator_functions(evaluator: Path) -> tuple[tuple[str, ...], str, list[str]]:

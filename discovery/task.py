@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from discovery import openevolve_task
 from discovery.errors import UserError
-from discovery.program.blocks import BLOCK_START, marker_problem, split_block
+from discovery.program.blocks import BLOCK_START, marker_problem, program_file_problems, split_block
 from discovery.program.tree import MAX_FILES, Tree, from_listing, header_problem, path_problem, to_listing
 
 # A function a brief asks for: a backticked plain name followed by "(", as in `build()` or `step(params, ...)`.
@@ -208,7 +208,9 @@ def find_problems(path: Path) -> list[str]:
                 f"{toml_path}: fixed_files applies only when `candidate` names a folder; remove it or make "
                 f"{candidate_name} a folder"
             )
-        program_problems = _program_problems(path / candidate_name)
+        program_problems = program_file_problems(
+            path / candidate_name, "the seed program", "this is the seed candidate the search starts from"
+        )
         problems += program_problems
         if spec is not None and not program_problems:
             problems += _brief_problems(toml_path, spec.brief, path / candidate_name)
@@ -233,22 +235,6 @@ def _brief_problems(toml_path: Path, brief: str, program: Path) -> list[str]:
         for name in named
         if name not in defined
     ]
-
-
-def _program_problems(program: Path) -> list[str]:
-    """Problems with the seed program: missing, not Python, or without one well-formed EVOLVE block."""
-    if not program.is_file():
-        return [f"{program}: missing; this is the seed candidate the search starts from"]
-    code = program.read_text()
-    problems = []
-    try:
-        ast.parse(code)
-    except SyntaxError as exc:
-        problems.append(f"{program}:{exc.lineno}: the seed program is not valid Python: {exc.msg}")
-    problem = marker_problem(code)
-    if problem:
-        problems.append(f"{program}: {problem}")
-    return problems
 
 
 def read_folder(folder: Path) -> tuple[Tree, list[str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+from pathlib import Path
 
 from discovery.program.tree import from_listing, is_listing, to_listing
 
@@ -71,3 +72,22 @@ def normalise(code: str) -> str:
         return ast.unparse(ast.parse(code))
     except (SyntaxError, ValueError, RecursionError):
         return "\n".join(line.split("#", 1)[0].rstrip() for line in code.splitlines() if line.strip())
+
+
+def program_file_problems(program: Path, role: str, missing: str) -> list[str]:
+    """Problems with a starting program file: missing, not Python, or without one well-formed EVOLVE block.
+
+    role names the file in messages ("the seed program"); missing says what the file is for.
+    """
+    if not program.is_file():
+        return [f"{program}: missing; {missing}"]
+    code = program.read_text()
+    problems = []
+    try:
+        ast.parse(code)
+    except SyntaxError as exc:
+        problems.append(f"{program}:{exc.lineno}: {role} is not valid Python: {exc.msg}")
+    problem = marker_problem(code)
+    if problem:
+        problems.append(f"{program}: {problem}")
+    return problems
