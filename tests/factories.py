@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
+from discovery.config import ModelConfig, RunConfig
 from discovery.domain import Candidate
 
 
@@ -30,3 +32,15 @@ def make_candidate(
         eval_wall_s=None,
     )
     return dataclasses.replace(base, **fields)
+
+
+def agent_run_config(task: Path, mutation: Any, agent: Any, **options: Any) -> RunConfig:
+    """A run on an agent task against two fake servers: `mutation` for the search, `agent` for the agents."""
+    settings: dict[str, Any] = {"budget": 1, "reply_format": "block", "sandbox": "process", **options}
+    return RunConfig(
+        task=str(task),
+        models=[ModelConfig(name="openai/fake", api_base=mutation.api_base)],
+        agent_model="openai/fake",
+        agent_api_base=agent.api_base,
+        **settings,
+    )

@@ -16,8 +16,8 @@ from rich.console import Console
 from discovery.app import runs
 from discovery.app.web import pages
 from discovery.archive import Archive, views
-from discovery.config import ModelConfig, RunConfig
 from tests.cli.test_cli import cli
+from tests.factories import agent_run_config
 from tests.sandbox.test_agent_gateway import MATH_AGENT, math_replier
 
 DRAFT = "Name: Divider\nRationale: a first draft.\n```python\ndef forward(question: str) -> str:\n    return undefined_helper(question)\n```"
@@ -57,14 +57,11 @@ def test_a_proposal_is_checked_named_and_its_crashes_repaired_a_bounded_number_o
     task = tmp_path / "math_agent"
     shutil.copytree(MATH_AGENT, task)
     quiet = Console(file=open("/dev/null", "w"))
-    config = RunConfig(
-        task=str(task),
-        models=[ModelConfig(name="openai/fake", api_base=mutation.api_base)],
+    config = agent_run_config(
+        task,
+        mutation,
+        agent,
         budget=2,
-        reply_format="block",
-        sandbox="process",
-        agent_model="openai/fake",
-        agent_api_base=agent.api_base,
         llm_concurrency=1,
         eval_slots=1,
         repair_turns=2,

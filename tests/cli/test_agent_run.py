@@ -19,8 +19,8 @@ from rich.console import Console
 
 from discovery.app import runs
 from discovery.archive import Archive
-from discovery.config import ModelConfig, RunConfig
 from tests.cli.test_cli import cli, cli_env
+from tests.factories import agent_run_config
 from tests.sandbox.test_agent_gateway import MATH_AGENT, ROOT, math_replier
 
 # A child agent the mutation model proposes: asks once, without the chain-of-thought prompt.
@@ -39,16 +39,7 @@ def test_a_math_agent_run_records_agent_calls_apart_from_mutation_calls(
     agent = fake_llm(default=math_replier())
     task = tmp_path / "math_agent"
     shutil.copytree(MATH_AGENT, task)
-    config = RunConfig(
-        task=str(task),
-        models=[ModelConfig(name="openai/fake", api_base=mutation.api_base)],
-        budget=1,
-        reply_format="block",
-        sandbox="process",
-        agent_model="openai/fake",
-        agent_api_base=agent.api_base,
-        max_cost=5.0,
-    )
+    config = agent_run_config(task, mutation, agent, max_cost=5.0)
     outcome = runs.start_run(str(task), config, "agents", Console(file=open("/dev/null", "w")))
     assert outcome.stop_reason == "budget spent"
     archive = Archive.open(archive_dir / "agents")
@@ -207,15 +198,7 @@ def test_a_run_killed_mid_evaluation_keeps_its_agent_calls_and_resumes(
     agent = fake_llm(default=math_replier(), latency_s=0.15)
     task = tmp_path / "math_agent"
     shutil.copytree(MATH_AGENT, task)
-    config = RunConfig(
-        task=str(task),
-        models=[ModelConfig(name="openai/fake", api_base=mutation.api_base)],
-        budget=1,
-        reply_format="block",
-        sandbox="process",
-        agent_model="openai/fake",
-        agent_api_base=agent.api_base,
-    )
+    config = agent_run_config(task, mutation, agent)
     proc = subprocess.Popen(
         [sys.executable, "-c", RUN_SCRIPT, config.model_dump_json()], env=cli_env(archive_dir), cwd=ROOT
     )
@@ -278,15 +261,7 @@ def test_a_better_agent_passes_the_gate_on_held_out_questions(tmp_path, archive_
     agent = fake_llm(default=reply)
     task = tmp_path / "math_agent"
     shutil.copytree(MATH_AGENT, task)
-    config = RunConfig(
-        task=str(task),
-        models=[ModelConfig(name="openai/fake", api_base=mutation.api_base)],
-        budget=1,
-        reply_format="block",
-        sandbox="process",
-        agent_model="openai/fake",
-        agent_api_base=agent.api_base,
-    )
+    config = agent_run_config(task, mutation, agent)
     runs.start_run(str(task), config, "gated", Console(file=open("/dev/null", "w")))
     archive = Archive.open(archive_dir / "gated")
     try:

@@ -19,10 +19,11 @@ from rich.console import Console
 
 from discovery.app import runs
 from discovery.archive import Archive, views
-from discovery.config import ModelConfig, RunConfig
+from discovery.config import RunConfig
 from discovery.errors import UserError
 from tests.cli.test_agent_run import RUN_SCRIPT
 from tests.cli.test_cli import cli, cli_env
+from tests.factories import agent_run_config
 from tests.sandbox.test_agent_gateway import ROOT
 
 CODING_AGENT = ROOT / "tasks" / "coding_agent"
@@ -62,13 +63,12 @@ def task_copy(tmp_path: Path) -> Path:
 
 
 def config_for(task: Path, mutation, agent, mutator: str = "self") -> RunConfig:
-    return RunConfig(
-        task=str(task),
-        models=[ModelConfig(name="openai/fake", api_base=mutation.api_base)],
+    return agent_run_config(
+        task,
+        mutation,
+        agent,
         budget=3,
-        sandbox="process",
-        agent_model="openai/fake",
-        agent_api_base=agent.api_base,
+        reply_format="diff",
         mutator=mutator,
         llm_concurrency=1,
         eval_slots=1,

@@ -25,8 +25,8 @@ from rich.console import Console
 from discovery import evaluation
 from discovery.app import runs
 from discovery.archive import Archive
-from discovery.config import ModelConfig, RunConfig
 from discovery.task import load_task
+from tests.factories import agent_run_config
 from tests.sandbox.test_agent_gateway import gateway_for, make_sandbox
 from tests.sandbox_fixtures import skeleton_image
 
@@ -233,17 +233,7 @@ def test_a_better_arc_agent_passes_the_gate_on_held_out_draws(tmp_path, archive_
     agent = fake_llm(default=reply)
     task = tmp_path / "arc_agent"
     shutil.copytree(ARC_AGENT, task)
-    config = RunConfig(
-        task=str(task),
-        models=[ModelConfig(name="openai/fake", api_base=mutation.api_base)],
-        budget=1,
-        reply_format="block",
-        sandbox="process",
-        agent_model="openai/fake",
-        agent_api_base=agent.api_base,
-        promotion_repeats=5,
-        agent_reflexion=0,
-    )
+    config = agent_run_config(task, mutation, agent, promotion_repeats=5, agent_reflexion=0)
     runs.start_run(str(task), config, "gated", Console(file=open("/dev/null", "w")))
     archive = Archive.open(archive_dir / "gated")
     try:
